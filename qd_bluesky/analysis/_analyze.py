@@ -72,5 +72,5 @@ def analyze_file(
         "source": os.fspath(path),
         "format": table.format,
         **summary,
-        "warnings": list(table.warnings),
+        "warnings": list(table.warnings) + summary["warnings"],
     }

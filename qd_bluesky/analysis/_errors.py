@@ -1,8 +1,6 @@
 """Exceptions of the analysis layer. Their message is one line that names the problem."""
 
-
-class QdBlueskyError(Exception):
-    """Base class: an error whose message is meant for the user as it is."""
+from .._errors import QdBlueskyError
 
 
 class PhotonFileError(QdBlueskyError):

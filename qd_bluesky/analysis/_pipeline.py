@@ -96,7 +96,13 @@ class PhotonAnalysis:
         self.decay: DecayHistogram | None = None
         self.flid: Flid | None = None
         self.g2: G2Pulsed | None = None
-        if units.pulsed:
+        # Without microtimes the FLID reduces to its intensity axis.
+        self.flid_trace: IntensityTrace | None = None
+        if not units.pulsed:
+            self.flid_trace = IntensityTrace(
+                flid_bin_s, units.macrotime_unit_s, t0_ticks=t0_ticks, n_channels=n_channels
+            )
+        else:
             self.decay = DecayHistogram(units.microtime_bins, n_channels=n_channels)
             self.flid = Flid(
                 flid_bin_s,
@@ -122,6 +128,8 @@ class PhotonAnalysis:
             self.first_ticks = int(macrotime[0])
         self.last_ticks = int(macrotime[-1])
         self.trace.add(macrotime, channel)
+        if self.flid_trace is not None:
+            self.flid_trace.add(macrotime, channel)
         if self.decay is not None:
             self.decay.add(microtime, channel)
             self.flid.add(macrotime, microtime)
@@ -162,7 +170,9 @@ class PhotonAnalysis:
             return bi
         return mono
 
-    def flid_result(self, fit: DecayFit | None) -> FlidResult | None:
+    def flid_result(
+        self, fit: DecayFit | None, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S
+    ) -> FlidResult | None:
         """Per-bin intensity and lifetime, with the decay start and background from ``fit``."""
         if self.flid is None:
             return None
@@ -177,6 +187,7 @@ class PhotonAnalysis:
             background_cps=background_cps,
             period_s=1.0 / self.units.rep_rate_hz,
             min_counts=FLID_MIN_COUNTS,
+            irf_fwhm_s=irf_fwhm_s if fit is None else fit.irf_fwhm_s,
         )
 
     def g2_result(self) -> G2Result | None:
@@ -199,19 +210,29 @@ class PhotonAnalysis:
             "g2_zero": None,
             "g2_zero_stderr": None,
             "flid": {"bin_ms": bin_ms, "intensity_cps": [], "lifetime_ns": []},
+            "warnings": [],
         }
         fit = None
         if self.decay is not None and self.n_photons >= FIT_MIN_COUNTS:
             fit = self.fit()
             out["decay"] = fit.to_dict()
             out["lifetime_ns"] = fit.dominant_tau_s * 1e9
-        flid = self.flid_result(fit)
+        try:
+            flid = self.flid_result(fit)
+        except AnalysisError as exc:
+            # e.g. a microtime range shorter than the laser period: keep the rest of the summary.
+            out["warnings"].append(f"FLID lifetimes not computed: {exc}")
+            flid = None
         if flid is not None:
             out["flid"] = {
                 "bin_ms": bin_ms,
                 "intensity_cps": _json_floats(flid.intensity_cps),
                 "lifetime_ns": _json_floats(flid.lifetime_s * 1e9),
             }
+        elif self.flid_trace is not None:
+            rate = self.flid_trace.rate_cps
+            out["flid"]["intensity_cps"] = _json_floats(rate)
+            out["flid"]["lifetime_ns"] = [None] * len(rate)
         g2 = self.g2_result()
         if g2 is not None and np.isfinite(g2.g2_zero):
             out["g2_zero"] = float(g2.g2_zero)

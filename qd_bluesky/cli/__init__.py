@@ -20,6 +20,7 @@ _COMMANDS = {
     "analyze": "._analyze",
     "simulate": "._simulate",
     "sim": "._sim",
+    "runs": "._runs",
 }
 
 EXIT_USAGE = 2
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from ..analysis import QdBlueskyError
+    from .._errors import QdBlueskyError
 
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, (QdBlueskyError, ValueError, OSError)):

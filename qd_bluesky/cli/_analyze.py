@@ -38,15 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import analyze_file
+    from ..analysis import PhotonFileWarning, analyze_file
 
     path = EXAMPLE_PTU if args.example else args.file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = analyze_file(path, bin_ms=args.bin_ms, require=args.require)
-    for w in caught:
-        if str(w.message) not in result["warnings"]:
-            result["warnings"].append(str(w.message))
+    # File warnings are already in the result; anything else is shown once too.
+    result["warnings"] += [
+        str(w.message) for w in caught if not issubclass(w.category, PhotonFileWarning)
+    ]
     for text in result["warnings"]:
         print(f"qd-bluesky: warning: {text}", file=sys.stderr)
     if args.json:
@@ -85,11 +86,12 @@ def format_summary(r: dict) -> str:
             f"{decay['background_fraction']:.1%}; IRF {decay['irf_fwhm_ns']:.2f} ns FWHM"
         )
     g2 = r["g2_zero"]
-    lines.append(
-        "g2(0)        n/a (needs two channels and a pulsed sync)"
-        if g2 is None
-        else f"g2(0)        {g2:.3f} +- {r['g2_zero_stderr']:.3f}"
-    )
+    if g2 is not None:
+        lines.append(f"g2(0)        {g2:.3f} +- {r['g2_zero_stderr']:.3f}")
+    elif len(r["channels"]) < 2:
+        lines.append("g2(0)        n/a (one detector channel)")
+    else:
+        lines.append("g2(0)        n/a (no pulsed laser sync in the data)")
     flid = r["flid"]
     lifetimes = [t for t in flid["lifetime_ns"] if t is not None]
     lines.append(

@@ -1,0 +1,103 @@
+"""The whole instrument from one PV prefix."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ophyd import Device
+
+from ._errors import InstrumentNotConnectedError
+from ._laser import Laser
+from ._potentiostat import Potentiostat
+from ._stage import PiezoStage
+from ._tcspc import TcspcCard
+
+#: Device attribute -> (PV infix, what it is, for messages).
+PARTS = {
+    "pot": ("pot:", "potentiostat"),
+    "tcspc": ("tcspc:", "TCSPC card"),
+    "laser": ("laser:", "laser"),
+    "stage": ("stage:", "piezo stage"),
+}
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """The four devices of the set-up; iterate over it for all of them."""
+
+    pot: Potentiostat
+    tcspc: TcspcCard
+    laser: Laser
+    stage: PiezoStage
+    prefix: str = "qd:"
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter((self.pot, self.tcspc, self.laser, self.stage))
+
+    def as_dict(self) -> dict[str, Device]:
+        """Devices by name, e.g. to put them into an IPython namespace."""
+        return {dev.name: dev for dev in self}
+
+
+def make_instrument(prefix: str = "qd:") -> Instrument:
+    """Build the devices for ``prefix`` without waiting for their connections.
+
+    The devices are named ``pot``, ``tcspc``, ``laser`` and ``stage``; the TCSPC card checks the
+    laser's interlock before it starts.
+    """
+    laser = Laser(f"{prefix}laser:", name="laser")
+    return Instrument(
+        pot=Potentiostat(f"{prefix}pot:", name="pot"),
+        tcspc=TcspcCard(f"{prefix}tcspc:", name="tcspc", laser=laser),
+        laser=laser,
+        stage=PiezoStage(f"{prefix}stage:", name="stage"),
+        prefix=prefix,
+    )
+
+
+def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrument:
+    """Build the instrument for ``prefix`` and wait until every PV is connected.
+
+    Parameters
+    ----------
+    prefix
+        The instrument's PV prefix: the IOCs serve ``{prefix}pot:``, ``{prefix}tcspc:``,
+        ``{prefix}laser:`` and ``{prefix}stage:``.
+    timeout
+        Seconds to wait for all connections together.
+
+    Raises
+    ------
+    InstrumentNotConnectedError
+        One line naming each IOC that did not answer and a missing PV of it.
+    """
+    if timeout <= 0:
+        raise ValueError(f"timeout must be > 0 s, not {timeout}")
+    instrument = make_instrument(prefix)
+    deadline = time.monotonic() + timeout
+    missing: list[str] = []
+    for attr, (infix, what) in PARTS.items():
+        device: Device = getattr(instrument, attr)
+        try:
+            device.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            absent = [
+                sig.pvname
+                for _, sig in device.walk_signals(include_lazy=True)
+                if hasattr(sig, "pvname") and not sig.connected
+            ]
+            missing.append(
+                f"the {what} IOC ({prefix}{infix}: {len(absent)} PVs missing, e.g. "
+                f"{absent[0] if absent else '?'})"
+            )
+    if missing:
+        for device in instrument:
+            device.destroy()
+        raise InstrumentNotConnectedError(
+            f"cannot reach {'; '.join(missing)} within {timeout:g} s: is the IOC running "
+            f"(e.g. `qd-bluesky sim --prefix {prefix}`) and do EPICS_CA_ADDR_LIST / "
+            "EPICS_CA_SERVER_PORT point at it?"
+        )
+    return instrument

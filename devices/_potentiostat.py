@@ -1,0 +1,231 @@
+"""The potentiostat: a bias positioner with a safe window, and its cyclic-voltammetry waveform."""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, Kind
+from ophyd.status import MoveStatus
+
+from ._errors import InstrumentBusyError, UnsafeBiasError
+from ._positioner import GuardedPositioner
+from ._signals import enum, ro, rw, text
+from ._status import (
+    ProgressStatus,
+    bounded_timeout,
+    fail_on_disconnect,
+    follow,
+)
+
+#: Client-side safe window (V): below -2 V the ITO working electrode degrades.
+DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
+
+
+class CyclicVoltammetry(Device):
+    """The cyclic-voltammetry waveform, run by the IOC (``{P}pot:cv_*``).
+
+    Set ``start``, ``vertex``, ``end`` (V), ``rate`` (V/s) and ``cycles``, then
+    ``trigger()`` (``bps.trigger(pot.cv, wait=True)``): the returned status finishes when the
+    IOC has run the whole waveform and reports its progress to watchers, so bluesky's progress
+    bars follow the scan. The biases are checked against the potentiostat's safe window before
+    anything is put.
+    """
+
+    start = rw("start", kind=Kind.config)
+    vertex = rw("vertex", kind=Kind.config)
+    end = rw("end", kind=Kind.config)
+    rate = rw("rate", kind=Kind.config)
+    cycles = rw("cycles", kind=Kind.config)
+    run = rw("run", kind=Kind.omitted, put_complete=True)
+    running = ro("running", kind=Kind.omitted)
+    progress = ro("progress", kind=Kind.omitted)
+    elapsed = ro("elapsed", kind=Kind.omitted)
+    duration = ro("duration", kind=Kind.omitted)
+    cycle = ro("cycle", kind=Kind.omitted)
+
+    def waveform_duration(self) -> float:
+        """Seconds the configured waveform takes (cycles x both sweeps), from the setpoints."""
+        start, vertex, end = self.start.get(), self.vertex.get(), self.end.get()
+        return self.cycles.get() * (abs(vertex - start) + abs(end - vertex)) / self.rate.get()
+
+    def trigger(self) -> ProgressStatus:
+        """Run the waveform; the status finishes when the IOC is done (put completion)."""
+        pot: Potentiostat = self.parent
+        start, vertex, end = self.start.get(), self.vertex.get(), self.end.get()
+        for what, value in (("CV start", start), ("CV vertex", vertex), ("CV end", end)):
+            pot.check_value(value, what=what)
+        if not self.rate.get() > 0:
+            raise ValueError(f"{self.name}: the sweep rate must be > 0 V/s, not {self.rate.get()}")
+        if int(self.cycles.get()) < 1:
+            raise ValueError(f"{self.name}: cycles must be >= 1, not {self.cycles.get()}")
+        pot.require_ready()
+        duration = self.waveform_duration()
+        approach = abs(start - pot.position) / max(pot.slew_rate.get(), 1e-9)
+        status = ProgressStatus(
+            self,
+            progress=self.progress,
+            duration_s=duration,
+            timeout=bounded_timeout(duration + approach + 1.0),
+        )
+        fail_on_disconnect(
+            status,
+            (self.run, self.progress, pot.readback),
+            lambda: pot._lost(f"the CV scan ({self.cycles.get()} cycle(s))"),
+        )
+        if status.done:  # the IOC is already gone
+            return status
+        if pot.mode.get() != "CV":
+            pot.mode.set("CV").wait(timeout=pot.mode.write_timeout)
+        follow(
+            status,
+            self.run.set(1, timeout=None),
+            lambda exc: pot._translate(exc, "CV"),
+            before=pot._sync_readback,
+        )
+        return status
+
+    def stop(self, *, success: bool = False) -> None:
+        self.parent.stop(success=success)
+
+
+class Potentiostat(GuardedPositioner):
+    """A potentiostat as a positioner on the bias (V vs the Pt quasi-reference).
+
+    ``bps.mv(pot, -1.4)`` returns once the IOC reports the bias settled (put completion);
+    its status reports progress to watchers. A bias outside the safe window raises
+    :class:`UnsafeBiasError` before anything is put; the window is the intersection of the
+    IOC's ``bias_low_limit`` / ``bias_high_limit`` and the client-side ``safe_window``.
+
+    Parameters
+    ----------
+    prefix
+        PV prefix of the potentiostat, e.g. ``"qd:pot:"``.
+    name
+        Device name (the data key of the bias readback).
+    safe_window
+        Client-side (low, high) window in V, default (-2.0, +1.0).
+    """
+
+    what = "potentiostat"
+
+    setpoint = rw("bias", kind=Kind.normal)
+    readback = ro("bias_rbv", kind=Kind.hinted)
+    stop_signal = rw("abort", kind=Kind.omitted)
+    current = ro("current", kind=Kind.normal)
+    mode = enum("mode", kind=Kind.config)
+    cell_on = enum("cell_on", kind=Kind.config)
+    slew_rate = rw("slew_rate", kind=Kind.config)
+    settle_time = rw("settle_time", kind=Kind.config)
+    bias_low_limit = rw("bias_low_limit", kind=Kind.config)
+    bias_high_limit = rw("bias_high_limit", kind=Kind.config)
+    busy = ro("busy", kind=Kind.omitted)
+    status = text("status", kind=Kind.omitted)
+    limit_violation = ro("limit_violation", kind=Kind.omitted)
+    cv = Cpt(CyclicVoltammetry, "cv_", kind=Kind.config)
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        safe_window: tuple[float, float] = DEFAULT_SAFE_WINDOW_V,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("egu", "V")
+        super().__init__(prefix, name=name, **kwargs)
+        low, high = (float(v) for v in safe_window)
+        if not low < high:
+            raise ValueError(f"{name}: safe_window must be (low, high) with low < high")
+        self._client_window = (low, high)
+        self._pending: MoveStatus | None = None
+        self._armed = False
+        self._pending_lock = threading.Lock()
+        self.limit_violation.subscribe(self._on_limit_violation, run=False)
+
+    # -- the safe window ------------------------------------------------------------------
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """The safe window (V): the IOC's limits, narrowed by the client-side window."""
+        low, high = self._client_window
+        if self.bias_low_limit.connected and self.bias_high_limit.connected:
+            low = max(low, float(self.bias_low_limit.get()))
+            high = min(high, float(self.bias_high_limit.get()))
+        return (low, high)
+
+    def check_value(self, value: float, *, what: str = "bias") -> None:
+        """Raise :class:`UnsafeBiasError` if ``value`` is outside the safe window."""
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise UnsafeBiasError(f"{self.name}: {what} must be a number, not {value!r}") from None
+        low, high = self.limits
+        if not (math.isfinite(value) and low <= value <= high):
+            raise UnsafeBiasError(
+                f"{self.name}: {what} {value:+.3f} V is outside the safe window "
+                f"[{low:+.3f}, {high:+.3f}] V; nothing was sent to the potentiostat"
+            )
+
+    def require_ready(self) -> None:
+        """Raise if the cell is off or a ramp/CV runs (checked before any put)."""
+        self._require_connection()
+        if self.cell_on.get() != "on":
+            raise InstrumentBusyError(f"{self.name}: the cell is off (cell_on = off)")
+        if self.busy.get():
+            raise InstrumentBusyError(
+                f"{self.name}: a ramp or CV scan is in progress ({self.status.get()}); "
+                "stop it first (pot.stop())"
+            )
+
+    # -- moves ----------------------------------------------------------------------------
+
+    def expected_move_time(self, position: float) -> float:
+        return (
+            abs(position - (self.position or 0.0)) / max(self.slew_rate.get(), 1e-9)
+            + self.settle_time.get()
+        )
+
+    def move(
+        self, position: float, wait: bool = True, timeout: float | None = None, moved_cb=None
+    ) -> MoveStatus:
+        self.check_value(position)
+        self.require_ready()
+        with self._pending_lock:
+            # A refusal is a 0 -> 1 transition after the IOC received this request; a 1
+            # still in flight from an earlier refusal must not fail this move.
+            self._armed = False
+        status = super().move(position, wait=False, timeout=timeout, moved_cb=moved_cb)
+        with self._pending_lock:
+            self._pending = status
+        if wait:
+            status.wait()
+        return status
+
+    def _setup_move(self, position: float) -> None:
+        if self.mode.get() != "static":
+            self.mode.set("static").wait(timeout=self.mode.write_timeout)
+        super()._setup_move(position)
+
+    def _on_limit_violation(self, *, value: int, **kwargs: Any) -> None:
+        # The IOC refused a put (e.g. its window was narrowed meanwhile): fail the move now
+        # instead of at its timeout, with the IOC's reason.
+        with self._pending_lock:
+            if not value:
+                self._armed = True
+                return
+            if not self._armed:
+                return
+            pending = self._pending
+        if pending is not None and not pending.done:
+            self.fail_move(
+                pending,
+                UnsafeBiasError(f"{self.name}: the potentiostat refused: {self.status.get()}"),
+            )
+
+    def _translate(self, exc: BaseException, during: str) -> BaseException:
+        if isinstance(exc, TimeoutError):
+            return TimeoutError(f"{self.name}: {during} did not finish in time ({exc})")
+        return exc

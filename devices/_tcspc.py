@@ -1,0 +1,283 @@
+"""The TCSPC card as a bluesky flyer that announces photon datasets written by the IOC."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from event_model import ComposeStreamResource, ComposeStreamResourceBundle, StreamRange
+from ophyd import Device, Kind
+from ophyd.status import DeviceStatus, StatusBase
+
+from ._errors import InstrumentBusyError, IocLostError
+from ._signals import enum, ro, rw, text
+from ._status import bounded_timeout, fail_on_disconnect, fail_on_message, follow
+
+if TYPE_CHECKING:
+    from ._laser import Laser
+
+#: The photon datasets of a Photon-HDF5 file: (field, dataset, numpy dtype).
+PHOTON_FIELDS = (
+    ("timestamps", "/photon_data/timestamps", "<i8"),
+    ("nanotimes", "/photon_data/nanotimes", "<u2"),
+    ("detectors", "/photon_data/detectors", "|u1"),
+)
+HDF5_MIMETYPE = "application/x-hdf5"
+#: Time the IOC may take to open or close a photon file (s).
+FILE_TIMEOUT_S = 10.0
+#: The rate meters update every 0.5 s; a trigger waits for up to two updates.
+RATE_TRIGGER_TIMEOUT_S = 4.0
+
+
+class TcspcCard(Device):
+    """A two-channel TCSPC card whose IOC writes photons to a Photon-HDF5 file.
+
+    As a readable device it reports the rate meters (``count_rate0``, ``count_rate1``), the
+    sync rate and ``num_photons`` (rows written so far: the photon index of each event).
+    ``trigger()`` waits for a rate-meter gate that started after the call.
+
+    As a flyer (``kickoff`` / ``complete`` / ``describe_collect`` / ``collect_asset_docs`` /
+    ``get_index``) it announces the photon datasets of the file the IOC writes with
+    StreamResource and StreamDatum documents, one row per photon, in its own stream
+    (``bps.declare_stream(tcspc, name="photons", collect=True)``). Photons never travel over
+    Channel Access: the documents name the file and the rows, and readers open the file.
+
+    Parameters
+    ----------
+    prefix
+        PV prefix, e.g. ``"qd:tcspc:"``.
+    name
+        Device name; the photon data keys are ``{name}_timestamps``, ``{name}_nanotimes``
+        (T3 only) and ``{name}_detectors``.
+    laser
+        The laser whose interlock must be closed for an acquisition to start.
+    """
+
+    mode = enum("mode", kind=Kind.config)
+    resolution = rw("resolution", kind=Kind.config)
+    acquire_time = rw("acquire_time", kind=Kind.config)
+    data_dir = text("data_dir", kind=Kind.config, write=True)
+    sync_rate = ro("sync_rate", kind=Kind.normal)
+    count_rate0 = ro("count_rate0", kind=Kind.hinted)
+    count_rate1 = ro("count_rate1", kind=Kind.hinted)
+    rate_gate = ro("rate_gate", kind=Kind.omitted)
+    num_photons = ro("num_photons", kind=Kind.normal)
+    overflow = ro("overflow", kind=Kind.normal)
+    acquire = rw("acquire", kind=Kind.omitted, put_complete=True)
+    acquiring = ro("acquiring", kind=Kind.omitted)
+    elapsed = ro("elapsed", kind=Kind.omitted)
+    file_path = text("file_path", kind=Kind.omitted)
+    chunk_rows = ro("chunk_rows", kind=Kind.omitted)
+    error = text("error", kind=Kind.omitted)
+
+    def __init__(self, prefix: str = "", *, name: str, laser: Laser | None = None, **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
+        self.laser = laser
+        self._lock = threading.Lock()
+        self._kicked_off = False
+        self._fields: tuple[tuple[str, str, str], ...] = PHOTON_FIELDS
+        self._bundles: dict[str, ComposeStreamResourceBundle] = {}
+        self._emitted = 0
+        self._path = ""
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _lost(self, during: str) -> IocLostError:
+        return IocLostError(
+            f"{self.name}: the TCSPC IOC ({self.prefix}) was lost during {during}; photons "
+            f"written so far stay in {self._file or 'the photon file'}"
+        )
+
+    @property
+    def _file(self) -> str:
+        """The photon file of the current acquisition, as far as known."""
+        if self._path:
+            return self._path
+        return self.file_path.get() if self.file_path.connected else ""
+
+    def _require_connection(self, action: str) -> None:
+        if not (self.acquire.connected and self.num_photons.connected):
+            if self._kicked_off:
+                raise self._lost(f"the acquisition (before {action})")
+            raise IocLostError(
+                f"{self.name}: the TCSPC IOC ({self.prefix}) is not connected; {action} "
+                "was not sent"
+            )
+
+    def _get(self, signal, what: str):
+        try:
+            return signal.get(use_monitor=False)
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            raise self._lost(what) from exc
+
+    @property
+    def data_keys(self) -> dict[str, str]:
+        """Photon field (``timestamps``, ...) -> data key in the photon stream."""
+        return {field: f"{self.name}_{field}" for field, _, _ in self._fields}
+
+    # -- Readable ---------------------------------------------------------------------------
+
+    def trigger(self) -> StatusBase:
+        """Finish once the rate meters hold a gate measured entirely after this call.
+
+        The card's meters count in gates of 0.5 s and number them (``rate_gate``): the gate
+        after the one running now is the first that started after the call, so a trigger
+        takes 0.5 to 1 s.
+        """
+        status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)
+        fail_on_disconnect(status, (self.rate_gate,), lambda: self._lost("a trigger"))
+        if status.done:
+            return status
+        target = int(self._get(self.rate_gate, "a trigger")) + 2
+
+        def updated(*, value: int, **kwargs: Any) -> None:
+            if value >= target and not status.done:
+                try:
+                    status.set_finished()
+                except Exception:  # noqa: BLE001 - finished meanwhile
+                    pass
+
+        token = self.rate_gate.subscribe(updated, run=True)
+        status.add_callback(lambda st: self.rate_gate.unsubscribe(token))
+        return status
+
+    # -- Flyable ----------------------------------------------------------------------------
+
+    def kickoff(self) -> StatusBase:
+        """Open a new photon file on the IOC and start writing photons into it.
+
+        Raises :class:`InterlockOpenError` (before anything is put) when the laser interlock
+        is open, :class:`InstrumentBusyError` when the card already acquires.
+        """
+        self._require_connection("the kickoff")
+        if self.laser is not None:
+            self.laser.check_interlock("the photon acquisition")
+        if self._get(self.acquiring, "the kickoff"):
+            raise InstrumentBusyError(
+                f"{self.name}: the TCSPC card is already acquiring into {self._file}"
+            )
+        t3 = self.mode.get() == "T3"
+        with self._lock:
+            self._fields = tuple(f for f in PHOTON_FIELDS if t3 or f[0] != "nanotimes")
+            self._bundles = {}
+            self._emitted = 0
+            self._path = ""
+            self._kicked_off = True
+        status = DeviceStatus(self, timeout=FILE_TIMEOUT_S)
+        fail_on_disconnect(status, (self.acquire, self.num_photons), lambda: self._lost("kickoff"))
+        # The IOC refuses by failing the put (which CA never answers) and says why in
+        # `error`: fail the kickoff with that reason at once.
+        fail_on_message(
+            status,
+            self.error,
+            lambda reason: InstrumentBusyError(
+                f"{self.name}: the TCSPC card refused to start: {reason}"
+            ),
+        )
+        if not status.done:
+            follow(status, self.acquire.set(1, timeout=None), lambda exc: exc)
+        return status
+
+    def complete(self) -> StatusBase:
+        """Finish when the acquisition is over and the photon file is closed.
+
+        With ``acquire_time`` = 0 this stops the acquisition; otherwise it waits for the card
+        to stop by itself.
+        """
+        if not self._kicked_off:
+            raise RuntimeError(f"{self.name}: complete() without kickoff()")
+        self._require_connection("the stop request")
+        acquire_time = float(self.acquire_time.get())
+        remaining = max(0.0, acquire_time - float(self.elapsed.get() or 0.0))
+        status = DeviceStatus(self, timeout=bounded_timeout(remaining) + FILE_TIMEOUT_S)
+        fail_on_disconnect(
+            status, (self.acquire, self.num_photons), lambda: self._lost("the acquisition")
+        )
+        if status.done:
+            return status
+        if acquire_time > 0:
+            token: list[int] = []
+
+            def stopped(*, value: int, **kwargs: Any) -> None:
+                if not value and not status.done:
+                    try:
+                        status.set_finished()
+                    except Exception:  # noqa: BLE001 - finished meanwhile
+                        pass
+
+            token.append(self.acquiring.subscribe(stopped, run=True))
+            status.add_callback(lambda st: self.acquiring.unsubscribe(token[0]))
+        else:
+            follow(status, self.acquire.set(0, timeout=None), lambda exc: exc)
+        return status
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop an acquisition (e.g. when a plan is aborted)."""
+        if self.acquire.connected:
+            self.acquire.put(0, wait=False)
+
+    # -- WritesStreamAssets -----------------------------------------------------------------
+
+    def describe_collect(self) -> dict[str, dict[str, Any]]:
+        """One data key per photon dataset, each a scalar per photon (row) in an HDF5 file."""
+        source = f"PV:{self.file_path.pvname}"
+        return {
+            f"{self.name}_{field}": {
+                "source": source,
+                "shape": [],
+                "dtype": "integer",
+                "dtype_numpy": dtype,
+                "external": "STREAM:",
+            }
+            for field, _, dtype in self._fields
+        }
+
+    def get_index(self) -> int:
+        """Photons written and flushed so far (rows safe to read)."""
+        return int(self._get(self.num_photons, "get_index"))
+
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
+        """StreamResource (once per file) and StreamDatum documents for the new photon rows.
+
+        Parameters
+        ----------
+        index
+            Announce rows up to this index at most (default: all written so far).
+        """
+        if not self._kicked_off:
+            return
+        written = int(self._get(self.num_photons, "collect"))
+        stop = written if index is None else min(written, int(index))
+        with self._lock:
+            if not self._bundles:
+                path = self._get(self.file_path, "collect")
+                if not path:
+                    return
+                self._path = path
+                uri = f"file://localhost{PurePosixPath(path)}"
+                chunk_rows = int(self._get(self.chunk_rows, "collect"))
+                compose = ComposeStreamResource()
+                for field, dataset, _ in self._fields:
+                    bundle = compose(
+                        mimetype=HDF5_MIMETYPE,
+                        uri=uri,
+                        data_key=f"{self.name}_{field}",
+                        parameters={
+                            "dataset": dataset,
+                            "chunk_shape": (chunk_rows,),
+                            "swmr": True,
+                        },
+                    )
+                    self._bundles[field] = bundle
+                    yield "stream_resource", bundle.stream_resource_doc
+            start = self._emitted
+            if stop <= start:
+                return
+            for field, _, _ in self._fields:
+                datum = self._bundles[field].compose_stream_datum(
+                    indices=StreamRange(start=start, stop=stop)
+                )
+                yield "stream_datum", datum
+            self._emitted = stop

@@ -1,0 +1,367 @@
+"""The potentiostat IOC: static bias and cyclic voltammetry on a three-electrode cell."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from caproto import ChannelType
+from caproto.server import PVGroup, SubGroup, pvproperty
+
+from ._common import RefusedError, text_pv
+
+if TYPE_CHECKING:
+    from ._simulated import SimulatedSample
+
+#: What the (simulated) instrument can apply at all; the safe window must lie inside it.
+HARDWARE_RANGE_V = (-5.0, 5.0)
+#: Default safe window: below -2 V the ITO working electrode degrades (PHYSICS.md).
+DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
+#: Period of the ramp loop; the applied bias follows the wall clock, not the tick count.
+TICK_S = 0.02
+#: Period of the progress PVs of a CV scan (fewer monitor events than the bias readback).
+PROGRESS_PERIOD_S = 0.1
+
+
+class CyclicVoltammetryIOC(PVGroup):
+    """The cyclic-voltammetry waveform of the potentiostat (PV names ``{P}pot:cv_*``).
+
+    start, vertex, end
+        Bias (V) where the sweep starts, turns (polarity reversal) and ends; each must lie in
+        the safe window.
+    rate
+        Sweep rate (V/s).
+    cycles
+        Number of start -> vertex -> end sweeps.
+    run
+        Put 1 to run the waveform (needs ``mode`` = CV); the put completes when the scan is
+        over (or aborted), so ``caput -c`` and ophyd put-completion wait for it. Reads 0 again
+        once the scan is over.
+    running, progress, elapsed, duration, cycle
+        Read-only progress: busy flag, fraction done (0..1), seconds since the sweep started,
+        total sweep time (s), current cycle (1-based).
+    """
+
+    start = pvproperty(value=0.0, units="V", precision=4, doc="CV start bias (V)")
+    vertex = pvproperty(value=-2.0, units="V", precision=4, doc="CV vertex bias (V)")
+    end = pvproperty(value=0.0, units="V", precision=4, doc="CV end bias (V)")
+    rate = pvproperty(
+        value=0.2,
+        units="V/s",
+        precision=4,
+        lower_ctrl_limit=1e-4,
+        upper_ctrl_limit=100.0,
+        doc="CV sweep rate (V/s)",
+    )
+    cycles = pvproperty(
+        value=1, lower_ctrl_limit=1, upper_ctrl_limit=100_000, doc="number of CV cycles"
+    )
+    run = pvproperty(value=0, doc="put 1 to run the CV; completes when the scan is over")
+    running = pvproperty(value=0, read_only=True, doc="1 while a CV scan runs")
+    progress = pvproperty(value=0.0, read_only=True, precision=4, doc="fraction of the scan done")
+    elapsed = pvproperty(value=0.0, read_only=True, units="s", precision=3)
+    duration = pvproperty(value=0.0, read_only=True, units="s", precision=3)
+    cycle = pvproperty(value=0, read_only=True, doc="current cycle, counted from 1")
+
+    @start.putter
+    async def start(self, instance, value):
+        await self.parent.check_safe(value, what="CV start")
+        return value
+
+    @vertex.putter
+    async def vertex(self, instance, value):
+        await self.parent.check_safe(value, what="CV vertex")
+        return value
+
+    @end.putter
+    async def end(self, instance, value):
+        await self.parent.check_safe(value, what="CV end")
+        return value
+
+    @run.putter
+    async def run(self, instance, value):
+        if not value:
+            return 0
+        await self.parent.run_cv()
+        return 0
+
+
+class PotentiostatIOC(PVGroup):
+    """A potentiostat driving an ITO / Pt quasi-reference / Pt counter cell (``{P}pot:``).
+
+    Bias is reported against the Pt quasi-reference. The simulated backend applies it to the
+    shared :class:`~qd_bluesky.iocs.SimulatedSample` (which charges the dot) and reads the cell
+    current from it.
+
+    PVs
+    ---
+    bias
+        Bias setpoint (V). The put ramps the bias at ``slew_rate``, waits ``settle_time`` and
+        only then completes, so ophyd's put completion waits for the settled bias. A bias
+        outside [``bias_low_limit``, ``bias_high_limit``] is refused: the put fails, the
+        readback stays where it was, ``limit_violation`` becomes 1 and ``status`` says why.
+    bias_rbv
+        Bias applied to the cell (V), updated while ramping.
+    current
+        Cell current (A): double-layer charging plus faradaic current plus noise.
+    mode
+        ``static`` (``bias`` puts allowed) or ``CV`` (``cv_run`` allowed).
+    cell_on
+        ``on``/``off``: with the cell off the working electrode is open circuit (0 V).
+    slew_rate, settle_time
+        Ramp speed of static bias changes (V/s) and the wait after a ramp (s).
+    bias_low_limit, bias_high_limit
+        The safe window (V), default -2.0 / +1.0 V. It must lie inside the hardware range.
+    abort
+        Put 1 to stop a ramp or a CV scan where it is.
+    busy
+        1 while a ramp or a CV scan is in progress.
+    status
+        Human-readable state or the reason of the last refusal (long string).
+    limit_violation
+        1 when the last bias (or CV) request was refused for leaving the safe window, else 0;
+        every request first resets it to 0, so a refusal is always a 0 -> 1 transition.
+    cv_start, cv_vertex, cv_end, cv_rate, cv_cycles, cv_run, cv_running, cv_progress,
+    cv_elapsed, cv_duration, cv_cycle
+        The cyclic-voltammetry waveform, see :class:`CyclicVoltammetryIOC`.
+    """
+
+    def __init__(self, *args, sample: SimulatedSample, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sample = sample
+        self._abort_requested = False
+        self._busy = False
+
+    bias = pvproperty(value=0.0, units="V", precision=4, doc="bias setpoint (V)")
+    bias_rbv = pvproperty(value=0.0, units="V", precision=4, read_only=True, doc="applied bias")
+    current = pvproperty(value=0.0, units="A", precision=12, read_only=True, doc="cell current")
+    mode = pvproperty(
+        value="static",
+        dtype=ChannelType.ENUM,
+        enum_strings=("static", "CV"),
+        doc="static bias or cyclic voltammetry",
+    )
+    cell_on = pvproperty(
+        value="on", dtype=ChannelType.ENUM, enum_strings=("off", "on"), doc="cell connected"
+    )
+    slew_rate = pvproperty(
+        value=10.0,
+        units="V/s",
+        precision=3,
+        lower_ctrl_limit=1e-3,
+        upper_ctrl_limit=1e4,
+        doc="ramp speed of static bias changes",
+    )
+    settle_time = pvproperty(
+        value=0.05,
+        units="s",
+        precision=3,
+        lower_ctrl_limit=0.0,
+        upper_ctrl_limit=60.0,
+        doc="wait after a ramp before the put completes",
+    )
+    bias_low_limit = pvproperty(value=DEFAULT_SAFE_WINDOW_V[0], units="V", precision=3)
+    bias_high_limit = pvproperty(value=DEFAULT_SAFE_WINDOW_V[1], units="V", precision=3)
+    abort = pvproperty(value=0, doc="put 1 to stop a ramp or CV scan")
+    busy = pvproperty(value=0, read_only=True, doc="1 while ramping or scanning")
+    status = text_pv("idle", doc="state, or the reason of the last refusal")
+    limit_violation = pvproperty(value=0, read_only=True, doc="last request left the window")
+
+    cv = SubGroup(CyclicVoltammetryIOC, prefix="cv_")
+
+    # -- checks ---------------------------------------------------------------------------
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return float(self.bias_low_limit.value), float(self.bias_high_limit.value)
+
+    async def refuse(self, reason: str, *, limit: bool = False) -> None:
+        """Record why a request is refused, then refuse it (the put fails)."""
+        await self.status.write(f"refused: {reason}")
+        if limit:
+            await self.limit_violation.write(1)
+        raise RefusedError(reason)
+
+    async def check_safe(self, bias_v: float, *, what: str = "bias") -> None:
+        low, high = self.window
+        if not low <= bias_v <= high:
+            await self.refuse(
+                f"{what} {bias_v:+.3f} V is outside the safe window [{low:+.3f}, {high:+.3f}] V",
+                limit=True,
+            )
+
+    # -- static bias ----------------------------------------------------------------------
+
+    @bias.putter
+    async def bias(self, instance, value):
+        value = float(value)
+        # Every request starts from "no violation", so a refusal is a fresh 0 -> 1 transition
+        # for clients watching limit_violation.
+        await self.limit_violation.write(0)
+        await self.check_safe(value)
+        if self.cell_on.value != "on":
+            await self.refuse("the cell is off (cell_on = off)")
+        if self.mode.value != "static":
+            await self.refuse("mode is CV: set mode to static for a static bias")
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        async with self._busy_flag():
+            await self.status.write(f"ramping to {value:+.4f} V")
+            reached = await self._ramp(value, float(self.slew_rate.value))
+            if not reached:
+                await self.status.write(f"aborted at {self.sample.bias_v:+.4f} V")
+                return self.sample.bias_v
+            await asyncio.sleep(float(self.settle_time.value))
+            await self.status.write(f"settled at {value:+.4f} V")
+        return value
+
+    @abort.putter
+    async def abort(self, instance, value):
+        if value:
+            self._abort_requested = True
+        return 0
+
+    @cell_on.putter
+    async def cell_on(self, instance, value):
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        # Open circuit: the working electrode floats back to 0 V vs the quasi-reference.
+        await self._apply(0.0, 0.0)
+        await self.bias.write(0.0, verify_value=False)
+        await self.status.write(f"cell {value}")
+        return value
+
+    @mode.putter
+    async def mode(self, instance, value):
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        return value
+
+    @bias_low_limit.putter
+    async def bias_low_limit(self, instance, value):
+        await self._check_window(float(value), float(self.bias_high_limit.value))
+        return value
+
+    @bias_high_limit.putter
+    async def bias_high_limit(self, instance, value):
+        await self._check_window(float(self.bias_low_limit.value), float(value))
+        return value
+
+    async def _check_window(self, low: float, high: float) -> None:
+        hw_low, hw_high = HARDWARE_RANGE_V
+        if not hw_low <= low < high <= hw_high:
+            await self.refuse(
+                f"safe window [{low:+.3f}, {high:+.3f}] V must be increasing and inside the "
+                f"hardware range [{hw_low:+.1f}, {hw_high:+.1f}] V"
+            )
+
+    @current.scan(period=0.1)
+    async def current(self, instance, async_lib):
+        # While idle the current still moves (faradaic leakage, noise); ramps update it
+        # themselves on every tick.
+        if not self._busy:
+            await self.current.write(self.sample.read_current())
+
+    # -- cyclic voltammetry ---------------------------------------------------------------
+
+    async def run_cv(self) -> None:
+        """Run the CV waveform described by the ``cv_*`` PVs (the put of ``cv_run``)."""
+        cv = self.cv
+        await self.limit_violation.write(0)
+        if self.mode.value != "CV":
+            await self.refuse("mode is static: set mode to CV before cv_run")
+        if self.cell_on.value != "on":
+            await self.refuse("the cell is off (cell_on = off)")
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        start, vertex, end = (float(cv.start.value), float(cv.vertex.value), float(cv.end.value))
+        for what, v in (("CV start", start), ("CV vertex", vertex), ("CV end", end)):
+            await self.check_safe(v, what=what)
+        rate, cycles = float(cv.rate.value), int(cv.cycles.value)
+        per_cycle = (abs(vertex - start) + abs(end - vertex)) / rate
+        duration = per_cycle * cycles
+        async with self._busy_flag():
+            await cv.running.write(1)
+            await cv.duration.write(duration)
+            await cv.progress.write(0.0)
+            await cv.elapsed.write(0.0)
+            try:
+                await self.status.write(f"CV: going to the start bias {start:+.3f} V")
+                if not await self._ramp(start, float(self.slew_rate.value)):
+                    await self.status.write(f"CV aborted at {self.sample.bias_v:+.4f} V")
+                    return
+                t0 = time.monotonic()
+                last_report = -1.0
+                for k in range(cycles):
+                    await cv.cycle.write(k + 1)
+                    await self.status.write(f"CV: cycle {k + 1} of {cycles}")
+                    for target in (vertex, end):
+
+                        async def report(_v: float, k: int = k) -> None:
+                            nonlocal last_report
+                            now = time.monotonic()
+                            if now - last_report >= PROGRESS_PERIOD_S:
+                                last_report = now
+                                await cv.elapsed.write(now - t0)
+                                await cv.progress.write(min(1.0, (now - t0) / duration))
+
+                        if not await self._ramp(target, rate, on_tick=report):
+                            await self.status.write(f"CV aborted at {self.sample.bias_v:+.4f} V")
+                            return
+                await cv.elapsed.write(time.monotonic() - t0)
+                await cv.progress.write(1.0)
+                await self.bias.write(end, verify_value=False)
+                await self.status.write(f"CV done: {cycles} cycle(s), holding {end:+.4f} V")
+            finally:
+                await cv.running.write(0)
+
+    # -- the ramp engine ------------------------------------------------------------------
+
+    def _busy_flag(self):
+        group = self
+
+        class _Busy:
+            async def __aenter__(self):
+                group._busy = True
+                group._abort_requested = False
+                await group.busy.write(1)
+
+            async def __aexit__(self, *exc):
+                group._busy = False
+                await group.busy.write(0)
+
+        return _Busy()
+
+    async def _apply(self, bias_v: float, dbias_dt: float) -> None:
+        """Apply ``bias_v`` to the sample now and publish readback and current."""
+        self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt)
+        await self.bias_rbv.write(self.sample.bias_v)
+        await self.current.write(self.sample.current_a)
+
+    async def _ramp(self, target: float, rate: float, *, on_tick=None) -> bool:
+        """Sweep linearly from the applied bias to ``target`` at ``rate`` (V/s).
+
+        Returns False if aborted. The bias follows the clock, so a late tick does not slow
+        the sweep down.
+        """
+        v0 = self.sample.bias_v
+        span = target - v0
+        if span == 0.0:
+            await self._apply(target, 0.0)
+            return True
+        sign = 1.0 if span > 0 else -1.0
+        duration = abs(span) / rate
+        t0 = time.monotonic()
+        while True:
+            if self._abort_requested:
+                await self._apply(self.sample.bias_v, 0.0)
+                return False
+            elapsed = time.monotonic() - t0
+            if elapsed >= duration:
+                await self._apply(target, 0.0)
+                return True
+            await self._apply(v0 + sign * rate * elapsed, sign * rate)
+            if on_tick is not None:
+                await on_tick(self.sample.bias_v)
+            await asyncio.sleep(min(TICK_S, duration - elapsed))

@@ -1,0 +1,378 @@
+"""The TCSPC card IOC: it time-tags photons and writes them to a Photon-HDF5 file itself.
+
+Photons never travel over Channel Access. Like an areaDetector file plugin, the IOC writes them
+into an HDF5 file (SWMR, chunked, resizable, Photon-HDF5 layout) and publishes only control and
+status over CA: the file path, whether it captures, how many rows are written and flushed, the
+rate meters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from caproto import ChannelType
+from caproto.server import PVGroup, pvproperty
+
+from ._common import RefusedError, text_pv
+
+if TYPE_CHECKING:
+    from ._simulated import SimulatedSample
+
+logger = logging.getLogger(__name__)
+
+#: Photon generation period: each tick asks the sample for the photons since the last one.
+TICK_S = 0.05
+#: Rate meter gate, like the card's own rate meters (updated even when not acquiring).
+RATE_PERIOD_S = 0.5
+#: Above this the card's FIFO overruns and photons are lost (TimeHarp 260 class).
+MAX_COUNT_RATE_CPS = 40e6
+#: Rows per HDF5 chunk of the photon datasets.
+CHUNK_ROWS = 65536
+#: Group of the photon file's ``/user`` section holding the bias markers.
+MARKER_GROUP = "bias"
+
+
+class TcspcIOC(PVGroup):
+    """A two-channel TCSPC card (TimeHarp 260 class) writing photons to Photon-HDF5.
+
+    Two APDs behind a 50/50 splitter feed channels 0 and 1; in T3 mode each photon gets the
+    laser-sync count (macrotime), the delay after the sync (microtime, in ``resolution``
+    bins) and its channel.
+
+    PVs (prefix ``{P}tcspc:``)
+    --------------------------
+    mode
+        ``T3`` (sync count + microtime) or ``T2`` (absolute time tags in ``resolution``
+        ticks). Refused while acquiring.
+    resolution
+        Time bin (s): 25 ps times a power of two. Refused while acquiring.
+    sync_rate
+        Measured laser sync rate (Hz).
+    count_rate0, count_rate1
+        Rate meters (counts/s) of the two channels, updated every 0.5 s, acquiring or not.
+    rate_gate
+        Number of rate-meter gates so far, written after both rates: a client that reads
+        ``N`` and then sees ``N + 2`` has rates measured entirely after its read.
+    acquire
+        Put 1 to open a new photon file and start writing (the put completes when the file is
+        open); put 0 to stop (completes when the file is flushed and closed). Refused while
+        the laser interlock is open.
+    acquire_time
+        Acquisition length (s); the card stops by itself after it. 0: until ``acquire`` = 0.
+    acquiring
+        1 while a photon file is open and being written.
+    elapsed
+        Seconds since the acquisition started.
+    data_dir
+        Directory (on the IOC's machine) where photon files go.
+    file_path
+        Full path of the current (or last) photon file.
+    num_photons
+        Photons written and flushed to ``file_path`` so far: rows ``[0, num_photons)`` of every
+        photon dataset are safe to read (SWMR).
+    chunk_rows
+        Rows per HDF5 chunk of the photon datasets.
+    overflow
+        1 when photons were lost to a FIFO overrun during the acquisition.
+    error
+        Why the last request failed (empty when all is well).
+
+    The file holds ``/photon_data/timestamps``, ``nanotimes`` and ``detectors`` with their
+    ``*_specs``, and ``/user/bias`` with bias markers: ``photon_index`` (the first photon
+    detected after the marker), ``sync`` (the laser pulse count from which the marker holds:
+    in T3 ``photon_index`` is where ``sync`` sorts into the timestamps), ``t_s`` (s since the
+    acquisition started), ``bias_v`` and
+    ``current_a`` of the potentiostat. There is a marker at the start, at every bias change
+    (every ramp tick) and at the end of every photon tick, so photon ``k`` saw the bias of the
+    last marker with ``photon_index <= k``.
+    """
+
+    def __init__(
+        self,
+        *args,
+        sample: SimulatedSample,
+        data_dir: str | Path | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.sample = sample
+        self._default_dir = str(Path(data_dir or ".").resolve())
+        self._writer = None
+        self._lock = asyncio.Lock()
+        self._t_start = 0.0
+        self._t_end: float | None = None
+        self._rate_counts = np.zeros(2, dtype=np.int64)
+        self._rate_t0 = time.monotonic()
+        self._shift = 0  # microtime bins are merged by 2**shift
+
+    mode = pvproperty(value="T3", dtype=ChannelType.ENUM, enum_strings=("T2", "T3"), doc="T2 or T3")
+    resolution = pvproperty(value=25e-12, units="s", precision=15, doc="time bin (s)")
+    sync_rate = pvproperty(value=0.0, units="Hz", precision=1, read_only=True)
+    count_rate0 = pvproperty(value=0.0, units="cps", precision=1, read_only=True)
+    count_rate1 = pvproperty(value=0.0, units="cps", precision=1, read_only=True)
+    rate_gate = pvproperty(value=0, read_only=True, doc="rate-meter gates counted so far")
+    acquire = pvproperty(value=0, doc="1: open a file and write photons; 0: stop and close")
+    acquire_time = pvproperty(
+        value=0.0,
+        units="s",
+        precision=3,
+        lower_ctrl_limit=0.0,
+        upper_ctrl_limit=1e6,
+        doc="stop by itself after this time (0: until acquire = 0)",
+    )
+    acquiring = pvproperty(value=0, read_only=True, doc="1 while a photon file is written")
+    elapsed = pvproperty(value=0.0, units="s", precision=3, read_only=True)
+    data_dir = text_pv("", read_only=False, doc="directory for photon files")
+    file_path = text_pv("", doc="current or last photon file")
+    num_photons = pvproperty(value=0, read_only=True, doc="photons written and flushed")
+    chunk_rows = pvproperty(
+        value=CHUNK_ROWS, read_only=True, doc="rows per HDF5 chunk of the photon datasets"
+    )
+    overflow = pvproperty(value=0, read_only=True, doc="photons lost to FIFO overrun")
+    error = text_pv("", doc="why the last request failed")
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def _refuse(self, reason: str) -> None:
+        await self.error.write(reason)
+        raise RefusedError(reason)
+
+    @data_dir.startup
+    async def data_dir(self, instance, async_lib):
+        if not self.data_dir.value:
+            await self.data_dir.write(self._default_dir, verify_value=False)
+        await self.sync_rate.write(self.sample.rep_rate_hz)
+
+    @mode.putter
+    async def mode(self, instance, value):
+        if self._writer is not None:
+            await self._refuse("cannot change mode while acquiring")
+        return value
+
+    @resolution.putter
+    async def resolution(self, instance, value):
+        if self._writer is not None:
+            await self._refuse("cannot change resolution while acquiring")
+        base = self.sample.microtime_unit_s
+        shift = round(np.log2(max(float(value), base) / base))
+        if not 0 <= shift <= 15 or not np.isclose(base * 2**shift, float(value), rtol=1e-6):
+            await self._refuse(
+                f"resolution {float(value):.3g} s is not {base * 1e12:g} ps times a power of two"
+            )
+        self._shift = shift
+        return base * 2**shift
+
+    @acquire.putter
+    async def acquire(self, instance, value):
+        if value:
+            await self._start()
+            return 1
+        await self._stop()
+        return 0
+
+    # -- acquisition ----------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._writer is not None:
+            await self._refuse("already acquiring")
+        await self.error.write("")
+        if self.sample.interlock_open:
+            await self._refuse("laser interlock open: acquisition refused")
+        from qd_bluesky.analysis import PhotonHdf5Writer
+
+        directory = Path(self.data_dir.value or self._default_dir)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = directory / f"tcspc-{stamp}-{uuid.uuid4().hex[:8]}.h5"
+        async with self._lock:
+            # Photons detected before the start belong to the rate meter, not to the file.
+            before = self.sample.advance()
+            self._count(before)
+            rep = self.sample.rep_rate_hz
+            resolution = self.sample.microtime_unit_s * 2**self._shift
+            t3 = self.mode.value == "T3"
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                self._writer = PhotonHdf5Writer(
+                    path,
+                    macrotime_unit_s=1.0 / rep if t3 else resolution,
+                    microtime_unit_s=resolution if t3 else None,
+                    microtime_bins=int(np.ceil(self.sample.microtime_bins / 2**self._shift)),
+                    rep_rate_hz=rep,
+                    description=(
+                        f"qd-bluesky simulated TCSPC card, {self.mode.value} mode, "
+                        f"sample preset {self.sample.preset!r}, seed {self.sample.seed}"
+                    ),
+                    channels=2,
+                    chunk_rows=CHUNK_ROWS,
+                    swmr=True,
+                    user_columns={
+                        MARKER_GROUP: {
+                            "photon_index": np.int64,
+                            "sync": np.int64,
+                            "t_s": np.float64,
+                            "bias_v": np.float64,
+                            "current_a": np.float64,
+                        }
+                    },
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
+                self._writer = None
+                await self._refuse(f"cannot open {path}: {' '.join(str(exc).split())}")
+            # The file starts where the rate meter stopped: at the end of `before`.
+            self._t_start = before.t_stop_s
+            duration = float(self.acquire_time.value)
+            self._t_end = self._t_start + duration if duration > 0 else None
+            self.sample.acquiring = True
+            self.sample.drain_bias_log()
+            self._mark(
+                [0],
+                [before.sync_stop],
+                [self._t_start],
+                [self.sample.bias_v],
+                [self.sample.current_a],
+            )
+        await self.error.write("")
+        await self.overflow.write(0)
+        await self.num_photons.write(0)
+        await self.elapsed.write(0.0)
+        await self.file_path.write(str(path))
+        await self.acquiring.write(1)
+
+    async def _stop(self) -> None:
+        async with self._lock:
+            if self._writer is None:
+                return
+            try:
+                await self._take()
+            finally:
+                self._finish()
+        await self.acquiring.write(0)
+        await self.acquire.write(0, verify_value=False)
+
+    def _finish(self) -> None:
+        writer, self._writer = self._writer, None
+        self.sample.acquiring = False
+        if writer is not None:
+            writer.close()
+
+    def close(self) -> None:
+        """Close an open photon file (called on shutdown: the file stays intact)."""
+        self._finish()
+
+    # -- the photon loop ------------------------------------------------------------------
+
+    @count_rate0.scan(period=TICK_S)
+    async def count_rate0(self, instance, async_lib):
+        if self._t_end is not None and self._writer is not None:
+            # End a timed acquisition on time, not up to a tick late.
+            remaining = self._t_end - self.sample.now()
+            if 0 < remaining < TICK_S:
+                await asyncio.sleep(remaining)
+        async with self._lock:
+            if self._writer is None:
+                self._count(self.sample.advance())
+            else:
+                try:
+                    await self._take()
+                except Exception as exc:  # noqa: BLE001 - report, close the file, keep serving
+                    logger.exception("writing photons failed")
+                    self._finish()
+                    await self.error.write(f"write failed, acquisition stopped: {exc}")
+                    await self.acquiring.write(0)
+                    await self.acquire.write(0, verify_value=False)
+                    return
+                if self._t_end is not None and self.sample.now() >= self._t_end:
+                    self._finish()
+                    await self.acquiring.write(0)
+                    await self.acquire.write(0, verify_value=False)
+        now = time.monotonic()
+        if now - self._rate_t0 >= RATE_PERIOD_S:
+            rates = self._rate_counts / (now - self._rate_t0)
+            self._rate_counts[:] = 0
+            self._rate_t0 = now
+            await self.count_rate0.write(float(rates[0]))
+            await self.count_rate1.write(float(rates[1]))
+            await self.rate_gate.write(self.rate_gate.value + 1)
+            await self.sync_rate.write(self.sample.rep_rate_hz)
+
+    def _count(self, chunk) -> None:
+        self._rate_counts += np.bincount(chunk.channel, minlength=2)[:2]
+
+    async def _take(self) -> None:
+        """Move the photons detected since the last tick into the file, with bias markers.
+
+        A timed acquisition keeps only the photons of laser pulses before its end time, so the
+        file spans ``acquire_time`` exactly, whenever the last tick comes.
+        """
+        chunk = self.sample.advance()
+        self._count(chunk)
+        macrotime, microtime, channel = chunk.macrotime, chunk.microtime, chunk.channel
+        events = self.sample.drain_bias_log()
+        t_stop, sync_stop = chunk.t_stop_s, chunk.sync_stop
+        if self._t_end is not None and t_stop > self._t_end:
+            t_stop = self._t_end
+            sync_stop = self._sync_at(chunk, t_stop)
+            keep = np.searchsorted(macrotime, sync_stop, side="left")
+            macrotime, microtime, channel = macrotime[:keep], microtime[:keep], channel[:keep]
+            events = [e for e in events if e[0] <= t_stop]
+        n_max = int(MAX_COUNT_RATE_CPS * max(t_stop - chunk.t_start_s, 0.0)) + 1
+        if len(macrotime) > n_max:
+            # FIFO overrun: the card drops what it cannot buffer and says so.
+            macrotime, microtime, channel = macrotime[:n_max], microtime[:n_max], channel[:n_max]
+            await self.overflow.write(1)
+        rows_before = self._writer.rows_written
+        if self.mode.value == "T2":
+            period_bins = round(1.0 / (chunk.rep_rate_hz * chunk.microtime_unit_s))
+            timestamps = (macrotime * period_bins + microtime) >> self._shift
+            rows = self._writer.append(timestamps, None, channel)
+        else:
+            rows = self._writer.append(macrotime, microtime >> self._shift, channel)
+        if events:
+            # Bias changes inside the chunk, each mapped to the first photon of the first
+            # laser pulse at or after it: photons from that pulse on saw the new bias.
+            t_event = np.array([e[0] for e in events])
+            sync = self._sync_at(chunk, t_event)
+            index = rows_before + np.searchsorted(macrotime, sync, side="left")
+            self._mark(
+                index,
+                sync,
+                t_event,
+                np.array([e[1] for e in events]),
+                np.array([e[2] for e in events]),
+            )
+        # One marker per tick as well: the bias and a fresh current reading at its end.
+        self._mark(
+            np.array([rows]),
+            np.array([sync_stop]),
+            np.array([t_stop]),
+            np.array([self.sample.bias_v]),
+            np.array([self.sample.read_current()]),
+        )
+        await self.num_photons.write(rows)
+        await self.elapsed.write(max(0.0, t_stop - self._t_start))
+
+    @staticmethod
+    def _sync_at(chunk, t_s):
+        """Index of the first laser pulse at or after ``t_s`` (inside ``chunk``)."""
+        sync = chunk.sync_start + np.ceil(
+            (np.asarray(t_s) - chunk.t_start_s) * chunk.rep_rate_hz - 1e-6
+        ).astype(np.int64)
+        return np.clip(sync, chunk.sync_start, chunk.sync_stop)
+
+    def _mark(self, photon_index, sync, t_s, bias_v, current_a) -> None:
+        """Append bias markers: photon ``photon_index`` onwards saw ``bias_v`` (from ``t_s``)."""
+        self._writer.append_user(
+            MARKER_GROUP,
+            photon_index=np.asarray(photon_index, dtype=np.int64),
+            sync=np.asarray(sync, dtype=np.int64),
+            t_s=np.asarray(t_s, dtype=np.float64) - self._t_start,
+            bias_v=np.asarray(bias_v, dtype=np.float64),
+            current_a=np.asarray(current_a, dtype=np.float64),
+        )

@@ -1,0 +1,73 @@
+"""``qd-bluesky sim``: the simulated instrument (four IOCs, one sample) on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sim",
+        help="serve the simulated instrument (potentiostat, TCSPC card, laser, stage) on loopback",
+        description=(
+            "Serve the four simulated IOCs on one simulated sample, on 127.0.0.1 only, in the "
+            "foreground; Ctrl-C (or SIGTERM) stops them and closes an open photon file intact. "
+            "Clients reach them with EPICS_CA_ADDR_LIST=127.0.0.1 EPICS_CA_AUTO_ADDR_LIST=NO "
+            "and EPICS_CA_SERVER_PORT set to --port."
+        ),
+    )
+    parser.add_argument("--prefix", default="qd:", help="PV prefix of the instrument (qd:)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="CA server port (sets EPICS_CA_SERVER_PORT; the repeater uses PORT+1)",
+    )
+    parser.add_argument("--preset", default="qd1", help="dot preset of the sample (qd1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample (0)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="directory for photon files (default: the current directory)",
+    )
+    parser.add_argument("--list-pvs", action="store_true", help="print the PV names and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.port is not None and not 1024 <= args.port <= 65534:
+        raise ValueError(f"--port must be in 1024..65534, not {args.port}")
+    if not args.prefix:
+        raise ValueError("--prefix must not be empty")
+    # The environment must be in place before caproto reads it (at server start).
+    from qd_bluesky.iocs import SimulatedInstrument, loopback_environment, serve
+
+    os.environ.update(loopback_environment(args.port))
+    data_dir = (args.data_dir or Path.cwd()).resolve()
+    instrument = SimulatedInstrument(
+        args.prefix, preset=args.preset, seed=args.seed, data_dir=data_dir
+    )
+    if args.list_pvs:
+        for group in instrument.groups:
+            for pvname in group.pvdb:
+                print(pvname)
+        return 0
+    port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+
+    def banner() -> None:
+        print(
+            f"qd-bluesky sim: serving {args.prefix}pot: tcspc: laser: stage: on 127.0.0.1:{port} "
+            f"(preset {args.preset}, seed {args.seed}); photon files in {data_dir}\n"
+            f"  clients: EPICS_CA_ADDR_LIST=127.0.0.1 EPICS_CA_AUTO_ADDR_LIST=NO "
+            f"EPICS_CA_SERVER_PORT={port}\n"
+            "  Ctrl-C to stop",
+            flush=True,
+        )
+
+    serve(instrument.groups, interfaces=["127.0.0.1"], on_ready=banner)
+    print("qd-bluesky sim: stopped", file=sys.stderr, flush=True)
+    return 0

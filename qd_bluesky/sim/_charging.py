@@ -1,0 +1,148 @@
+"""Charge dynamics versus bias: a continuous-time Markov chain over X+, X0, X1- ... XL-.
+
+Two kinds of transition:
+
+* **electrochemical exchange** with the ITO electrode among X0, X1-, ... (a birth-death chain):
+  the k-th electron enters at rate ``k_ex * f(E_k - mu)`` and leaves at ``k_ex * f(mu - E_k)``
+  with ``f(y) = 1 / (1 + exp(y / kT))``; detailed balance gives the thermal (grand-canonical)
+  occupancy of the level ladder at room temperature, so any bias history is reversible;
+* **photo-induced** blinking X0 <-> X+ (Auger ionisation) and flickering X0 <-> X- at 0 V; the
+  forward rates scale with the probability of a multi-exciton per pulse (no blinking at low
+  fluence), and negative bias fills the hole of X+ (X+ suppressed at -1.4 V).
+
+The chain is simulated by the numba kernel :func:`run_chain` with the counter-based generator of
+:mod:`._rng`, so a trajectory does not depend on how time is cut into chunks.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from ._dot import K_B_EV, REFERENCE_POWER_W, REFERENCE_REP_RATE_HZ, DotParameters
+from ._rng import next_double
+
+#: ITO damage (0..1) weakens the electrode: slower exchange and a smaller lever arm.
+DAMAGE_EXCHANGE_LOSS = 0.9
+DAMAGE_LEVER_LOSS = 0.5
+
+
+def _multiexciton_probability(x: float) -> float:
+    """P(two or more excitations) for a Poisson mean ``x``."""
+    return float(-np.expm1(-x) - x * np.exp(-x))
+
+
+def _fermi(y_ev: NDArray[np.float64] | float, kt_ev: float) -> NDArray[np.float64]:
+    # 1 / (1 + exp(y / kT)) written with tanh: no overflow for any y.
+    return 0.5 * (1.0 - np.tanh(np.asarray(y_ev) / (2.0 * kt_ev)))
+
+
+def rate_matrix(
+    p: DotParameters, bias_v: float, excitations: float, *, damage: float = 0.0
+) -> NDArray[np.float64]:
+    """Transition rates (1/s) between charge states; ``Q[i, j]`` is i -> j, diagonal zero.
+
+    Parameters
+    ----------
+    p
+        The dot.
+    bias_v
+        Bias against the Pt quasi-reference electrode (what reaches the dot).
+    excitations
+        Mean excitations per pulse (0 with the laser off).
+    damage
+        ITO damage, 0 (pristine) to 1.
+    """
+    n = p.n_states
+    q = np.zeros((n, n))
+    kt = K_B_EV * p.temperature_k
+    lever = p.lever_arm * (1.0 - DAMAGE_LEVER_LOSS * damage)
+    mu = lever * (p.cb_edge_bias_v - bias_v)
+    k_ex = p.exchange_rate(bias_v) * (1.0 - DAMAGE_EXCHANGE_LOSS * damage)
+    energies = p.level_energies_ev()
+    up = k_ex * _fermi(energies - mu, kt)
+    down = k_ex * _fermi(mu - energies, kt)
+    for k in range(p.n_levels):  # state 1 + k holds k extra electrons
+        q[1 + k, 2 + k] += up[k]
+        q[2 + k, 1 + k] += down[k]
+
+    ref_x = p.excitations_per_pulse(REFERENCE_POWER_W, REFERENCE_REP_RATE_HZ)
+    photo = _multiexciton_probability(excitations) / _multiexciton_probability(ref_x)
+    hole_fill = 1.0 + np.exp(-(bias_v - p.xplus_bias_v) / p.xplus_width_v)
+    q[1, 0] += p.ionization_rate_hz * photo / hole_fill
+    q[0, 1] += p.neutralization_rate_hz * hole_fill
+    q[1, 2] += p.photocharging_rate_hz * photo
+    q[2, 1] += p.discharging_rate_hz
+    return q
+
+
+def stationary_distribution(q: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Occupation probabilities pi with pi Q = 0 for the rate matrix of :func:`rate_matrix`."""
+    n = len(q)
+    gen = q - np.diag(q.sum(axis=1))
+    # Replace one balance equation by the normalisation; least squares copes with tiny rates.
+    a = np.vstack([gen.T, np.ones(n)])
+    b = np.zeros(n + 1)
+    b[-1] = 1.0
+    pi, *_ = np.linalg.lstsq(a, b, rcond=None)
+    pi = np.clip(pi, 0.0, None)
+    return pi / pi.sum()
+
+
+@numba.njit(cache=True)
+def run_chain(
+    rng: NDArray[np.uint64],
+    q: NDArray[np.float64],
+    state: int,
+    next_jump_s: float,
+    t_start_s: float,
+    t_stop_s: float,
+    out_t: NDArray[np.float64],
+    out_state: NDArray[np.int64],
+) -> tuple[int, int, float]:
+    """Advance the chain from ``t_start_s`` to ``t_stop_s`` under the constant rates ``q``.
+
+    ``next_jump_s`` is the pending jump time drawn earlier (NaN: draw one now, as after a change
+    of rates; memorylessness makes that exact). Jumps are written to ``out_t``/``out_state``.
+
+    Returns
+    -------
+    (n_jumps, state, next_jump_s)
+        ``n_jumps == -1`` when the output arrays are too small (nothing is consumed then only
+        if the caller restores ``rng``).
+    """
+    n = q.shape[0]
+    exit_rate = np.zeros(n)
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            if j != i:
+                s += q[i, j]
+        exit_rate[i] = s
+    t_jump = next_jump_s
+    if np.isnan(t_jump):
+        lam = exit_rate[state]
+        t_jump = np.inf if lam <= 0.0 else t_start_s - np.log(1.0 - next_double(rng)) / lam
+    k = 0
+    while t_jump < t_stop_s:
+        if k >= len(out_t):
+            return -1, state, t_jump
+        # Pick the target state from the row of q.
+        u = next_double(rng) * exit_rate[state]
+        target = state
+        acc = 0.0
+        for j in range(n):
+            if j == state:
+                continue
+            acc += q[state, j]
+            target = j
+            if u < acc:
+                break
+        state = target
+        out_t[k] = t_jump
+        out_state[k] = state
+        k += 1
+        lam = exit_rate[state]
+        t_jump = np.inf if lam <= 0.0 else t_jump - np.log(1.0 - next_double(rng)) / lam
+    return k, state, t_jump

@@ -1,0 +1,92 @@
+"""The two dots of the paper: ``qd1`` (batch 1, Figs. 2-5a) and ``qd2`` (batch 2, Fig. 5b).
+
+The values come from the calibration described in docs/physics.md: Eq. 1-2 fix the optics up to
+the many-body state, the -1.4/-1.7/-2 V intensities and the -2 V lifetime fix the ladder and the
+correction, the g2 targets fix the hole Auger rate. ``tests/sim`` checks the result through the
+analysis engine.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from ._dot import DotParameters
+
+_QD1 = DotParameters(
+    name="qd1",
+    tau_x0_s=125e-9,
+    gamma_ratio=0.5,
+    # X+: 3 ns, 14 % yield (5 kc/s against 35 kc/s).
+    trion_radiative_ratio=5.83,
+    trion_auger_ratio=35.8,
+    hole_auger_ratio=48.0,
+    many_body_from=4,
+    mb_radiative=0.845,
+    mb_auger=1.81,
+    excitations_at_reference=0.3,
+    detection_efficiency=0.0527,
+    # Batch 1 is smaller (10.6 nm): about half the levels of batch 2 fit the same window.
+    n_levels=11,
+    level_width_ev=0.10,
+    charging_energy_ev=0.10,
+    lever_arm=1.0,
+    cb_edge_bias_v=-1.26,
+    exchange_rate_hz=300.0,
+    exchange_slope_v=0.13,
+    exchange_rate_max_hz=3.0e4,
+    # 0 V dwell times: X0 0.54 s, X+ 0.33 s (14 % of the time), X- 0.2 s (17 %).
+    ionization_rate_hz=0.6,
+    neutralization_rate_hz=3.0,
+    photocharging_rate_hz=1.25,
+    discharging_rate_hz=5.0,
+    xplus_bias_v=-1.0,
+    xplus_width_v=0.08,
+    notes="batch 1 dot of Figs. 2-5a: tau(X0) 125 ns, tau(X-) 42 ns, gammaA/gamma0 0.5, "
+    "Eq. 1-2 up to X4-, -2 V: 0.9 ns (x140) at 1/25 of the X0 intensity",
+)
+
+_QD2 = DotParameters(
+    name="qd2",
+    tau_x0_s=150e-9,
+    gamma_ratio=0.08,
+    trion_radiative_ratio=5.83,
+    trion_auger_ratio=35.8,
+    hole_auger_ratio=1000.0,
+    many_body_from=12,
+    mb_radiative=1.0,
+    mb_auger=1.585,
+    excitations_at_reference=0.3,
+    detection_efficiency=0.045,
+    n_levels=20,
+    level_width_ev=0.10,
+    charging_energy_ev=0.031,
+    lever_arm=1.0,
+    cb_edge_bias_v=-1.35,
+    exchange_rate_hz=300.0,
+    exchange_slope_v=0.13,
+    exchange_rate_max_hz=3.0e4,
+    # 0 V dwell times: X0 0.54 s, X+ 0.33 s (14 % of the time), X- 0.2 s (17 %).
+    ionization_rate_hz=0.6,
+    neutralization_rate_hz=3.0,
+    photocharging_rate_hz=1.25,
+    discharging_rate_hz=5.0,
+    xplus_bias_v=-1.0,
+    xplus_width_v=0.08,
+    notes="batch 2 dot of Fig. 5b: gammaA/gamma0 0.08, Eq. 1-2 up to X12-, "
+    "-2 V: x210 decay rate at 1/12 of the X0 intensity",
+)
+
+#: The calibrated dots by name.
+PRESETS: MappingProxyType[str, DotParameters] = MappingProxyType({"qd1": _QD1, "qd2": _QD2})
+
+
+def resolve_preset(preset: str | DotParameters) -> DotParameters:
+    """The parameters of a preset name, or the given parameters; ValueError for unknown names."""
+    if isinstance(preset, DotParameters):
+        return preset
+    try:
+        return PRESETS[preset]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown dot preset {preset!r}; choose from {', '.join(sorted(PRESETS))}"
+        ) from None

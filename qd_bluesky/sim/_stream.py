@@ -1,0 +1,780 @@
+"""The streaming engine: controls on a simulation clock in, time-ordered T3 photons out.
+
+One engine holds the dots it can see, the laser, the bias and the detectors. Controls (bias,
+laser, focus position) are queued at their times; :meth:`PhotonEngine.advance` then plays the
+time from the previous call to ``t_stop_s``: for every stretch of constant controls it runs each
+dot's charge chain, turns the state segments into photons (dots, background, dark counts, each on
+its own random stream), and finally sorts, applies the dead time and hands out the photons whose
+macrotime lies before the sync of ``t_stop_s``. Later photons (long decays wrapping into the next
+pulses) wait for the next call. Nothing depends on where the chunk boundaries fall, except the
+ITO damage below -2 V, which is updated once per stretch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._cell import ITO_DAMAGE_BIAS_V, ElectrochemicalCell, check_physical_bias
+from ._charging import rate_matrix, run_chain, stationary_distribution
+from ._dot import (
+    NO_DOT_STATE,
+    REFERENCE_POWER_W,
+    REFERENCE_REP_RATE_HZ,
+    DotParameters,
+    StateTable,
+    detected_photons_per_pulse,
+    emission_probabilities,
+)
+from ._photons import (
+    KIND_DARK,
+    KIND_DOT,
+    KIND_PULSED,
+    NORMAL_TABLE,
+    gather_with_dead_time,
+    generate,
+    skip_tables,
+    sort_keys,
+)
+from ._rng import new_stream, next_double
+
+#: 10-90 % rise time of a bias step (the paper's electronics) and its exponential time constant.
+BIAS_RISE_TIME_S = 2e-6
+_RISE_TAU_S = BIAS_RISE_TIME_S / math.log(9.0)
+#: Bias steps smaller than this are applied at once (CV staircases); larger ones rise.
+_RISE_MIN_STEP_V = 0.005
+#: A dot is simulated while its PSF factor at the focus is at least this.
+_ACTIVE_PSF = 1e-3
+#: Source codes in the sort key (6 bits): dots use their index, then background and dark counts.
+_SRC_BACKGROUND, _SRC_DARK = 62, 63
+MAX_DOTS = 62
+#: ``PhotonChunk.source`` of photons no dot emitted.
+SOURCE_BACKGROUND, SOURCE_DARK = -1, -2
+#: ITO damage quenches the dots near the reduced electrode and raises the background.
+DAMAGE_QUENCH = 0.5
+DAMAGE_BACKGROUND_GAIN = 2.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The optical and electronic detection chain (defaults: the paper's set-up)."""
+
+    #: TCSPC bin (TimeHarp 260 PICO) and the most bins a period can hold (15-bit microtime).
+    microtime_unit_s: float = 25e-12
+    max_microtime_bins: int = 32768
+    #: Overall time response (laser + APD + card) as a Gaussian, and where its centre sits after
+    #: the sync.
+    irf_fwhm_s: float = 400e-12
+    irf_offset_s: float = 3e-9
+    #: Dead time per channel: SPCM-AQRH 22 ns (longer than the card's own).
+    dead_time_s: float = 22e-9
+    #: Dark counts per APD.
+    dark_cps: float = 50.0
+    #: Fraction of the light sent to APD 0.
+    splitter: float = 0.5
+    #: ITO/solvent background, both APDs together, at the reference power (scales with power).
+    background_cps: float = 150.0
+    background_lifetime_s: float = 0.3e-9
+    #: Confocal point-spread function (Gaussian), lateral and axial standard deviations.
+    psf_sigma_xy_um: float = 0.11
+    psf_sigma_z_um: float = 0.35
+
+    def __post_init__(self) -> None:
+        for name in ("microtime_unit_s", "irf_offset_s", "psf_sigma_xy_um", "psf_sigma_z_um"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"Detection.{name} must be positive, got {getattr(self, name)}")
+        for name in ("irf_fwhm_s", "dead_time_s", "dark_cps", "background_cps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"Detection.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.splitter <= 1.0:
+            raise ValueError(f"Detection.splitter must be in [0, 1], got {self.splitter}")
+        if not 8 <= self.max_microtime_bins <= 65535:
+            raise ValueError(
+                f"Detection.max_microtime_bins must be in [8, 65535], got {self.max_microtime_bins}"
+            )
+
+
+@dataclass(frozen=True)
+class LaserSettings:
+    """Laser state: emission on/off, average power at the sample, repetition rate."""
+
+    emission: bool = True
+    power_w: float = REFERENCE_POWER_W
+    rep_rate_hz: float = REFERENCE_REP_RATE_HZ
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.power_w) and 0.0 <= self.power_w <= 1e-3):
+            raise ValueError(f"laser power must be in [0, 1 mW], got {self.power_w} W")
+        if not (math.isfinite(self.rep_rate_hz) and 1e4 <= self.rep_rate_hz <= 1e8):
+            raise ValueError(
+                f"laser repetition rate must be in [10 kHz, 100 MHz], got {self.rep_rate_hz} Hz"
+            )
+
+
+@dataclass
+class PhotonChunk:
+    """Photons from one :meth:`PhotonEngine.advance` call, ordered by arrival time."""
+
+    #: Laser sync count since the engine started (continues across repetition-rate changes).
+    macrotime: NDArray[np.int64]
+    #: Delay after the sync in bins of ``microtime_unit_s``.
+    microtime: NDArray[np.uint16]
+    #: APD 0 or 1.
+    channel: NDArray[np.uint8]
+    #: Ground truth: charge of the emitting dot (+1 X+, 0 X0, -k Xk-); 127 for background/dark.
+    charge_state: NDArray[np.int8]
+    #: Ground truth: index of the emitting dot, -1 background, -2 dark count.
+    source: NDArray[np.int16]
+    t_start_s: float
+    t_stop_s: float
+    #: Macrotimes of this chunk lie in ``[sync_start, sync_stop)``.
+    sync_start: int
+    sync_stop: int
+    microtime_unit_s: float
+    microtime_bins: int
+    rep_rate_hz: float
+    #: Per simulated dot: charge-state jumps inside the chunk, ``(times_s, charges)``.
+    transitions: dict[int, tuple[NDArray[np.float64], NDArray[np.int8]]] = field(
+        default_factory=dict
+    )
+    #: Per simulated dot: its charge at ``t_start_s`` (or when it came into focus).
+    charge_at_start: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.macrotime)
+
+
+def concatenate_chunks(chunks: list[PhotonChunk]) -> PhotonChunk:
+    """One chunk holding consecutive chunks (units of the last one)."""
+    if not chunks:
+        raise ValueError("no chunks to concatenate")
+    last = chunks[-1]
+    transitions: dict[int, tuple[list, list]] = {}
+    for c in chunks:
+        for dot, (t, q) in c.transitions.items():
+            ts, qs = transitions.setdefault(dot, ([], []))
+            ts.append(t)
+            qs.append(q)
+    return PhotonChunk(
+        macrotime=np.concatenate([c.macrotime for c in chunks]),
+        microtime=np.concatenate([c.microtime for c in chunks]),
+        channel=np.concatenate([c.channel for c in chunks]),
+        charge_state=np.concatenate([c.charge_state for c in chunks]),
+        source=np.concatenate([c.source for c in chunks]),
+        t_start_s=chunks[0].t_start_s,
+        t_stop_s=last.t_stop_s,
+        sync_start=chunks[0].sync_start,
+        sync_stop=last.sync_stop,
+        microtime_unit_s=last.microtime_unit_s,
+        microtime_bins=last.microtime_bins,
+        rep_rate_hz=last.rep_rate_hz,
+        transitions={d: (np.concatenate(t), np.concatenate(q)) for d, (t, q) in transitions.items()},
+        charge_at_start={
+            d: q for c in reversed(chunks) for d, q in c.charge_at_start.items()
+        },
+    )
+
+
+class _Clock:
+    """Laser sync count <-> simulation time, piecewise over repetition-rate epochs."""
+
+    def __init__(self, rep_rate_hz: float) -> None:
+        self.t0 = [0.0]
+        self.sync0 = [0]
+        self.rate = [float(rep_rate_hz)]
+
+    def pulse_at_or_after(self, t_s: float) -> int:
+        """Index of the first sync at or after ``t_s`` (within the current epoch)."""
+        x = (t_s - self.t0[-1]) * self.rate[-1]
+        # A hair of tolerance so that a time computed as k / f lands on pulse k.
+        return self.sync0[-1] + max(0, math.ceil(x - 1e-6))
+
+    def new_epoch(self, t_s: float, rep_rate_hz: float) -> None:
+        sync = self.pulse_at_or_after(t_s)
+        self.t0.append(t_s)
+        self.sync0.append(sync)
+        self.rate.append(float(rep_rate_hz))
+
+    def time_of(self, sync: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Time of each sync index."""
+        e = np.searchsorted(np.asarray(self.sync0), sync, side="right") - 1
+        t0 = np.asarray(self.t0)[e]
+        s0 = np.asarray(self.sync0)[e]
+        f = np.asarray(self.rate)[e]
+        return t0 + (sync - s0) / f
+
+
+@dataclass
+class _Event:
+    t_s: float
+    kind: str  # "bias", "laser", "position"
+    value: Any
+
+
+class _Dot:
+    """A dot's runtime: parameters, place, random streams and the carried chain/photon state."""
+
+    def __init__(self, index: int, params: DotParameters, xyz: tuple[float, float, float], seed: int):
+        self.index = index
+        self.params = params
+        self.table: StateTable = params.states()
+        self.xyz = np.asarray(xyz, dtype=float)
+        self.chain_rng = new_stream(seed, 1, index)
+        self.photon_rng = new_stream(seed, 2, index)
+        self.active = False
+        self.state = 1
+        self.next_jump = math.nan
+        self.pending = np.array([-1], dtype=np.int64)
+        self.psf = 0.0
+        self._cache: dict[tuple, Any] = {}
+
+    def cached(self, key: tuple, make: Any) -> Any:
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            hit = self._cache[key] = make()
+        return hit
+
+
+class PhotonEngine:
+    """Dots under a confocal spot, a laser, an electrochemical cell and two APDs.
+
+    Use :class:`SingleDot` or :class:`~qd_bluesky.sim.Sample`; this base class holds the clock,
+    the control queue and the photon pipeline.
+    """
+
+    def __init__(
+        self,
+        dots: list[tuple[DotParameters, tuple[float, float, float]]],
+        *,
+        seed: int = 0,
+        detection: Detection | None = None,
+        laser: LaserSettings | None = None,
+        bias_v: float = 0.0,
+        focus_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> None:
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if len(dots) > MAX_DOTS:
+            raise ValueError(f"at most {MAX_DOTS} dots, got {len(dots)}")
+        self.seed = int(seed)
+        self.detection = detection or Detection()
+        self.cell = ElectrochemicalCell(self.seed)
+        self._laser = laser or LaserSettings()
+        self._clock = _Clock(self._laser.rep_rate_hz)
+        self._bias = check_physical_bias(bias_v)
+        self._bias_target = self._bias
+        self._focus = np.asarray(focus_um, dtype=float)
+        self._dots = [_Dot(i, p, xyz, self.seed) for i, (p, xyz) in enumerate(dots)]
+        self._bg_rng = new_stream(self.seed, 3)
+        self._dark_rng = new_stream(self.seed, 4)
+        self._bg_pending = np.array([-1], dtype=np.int64)
+        self._dark_pending = np.array([-1], dtype=np.int64)
+        self._dead_last = np.full(2, -np.inf)
+        self._events: list[_Event] = []
+        self._t = 0.0
+        self._sync = 0
+        #: Commanded bias waveform so far: (time_s, bias_v) of each set_bias.
+        self.bias_commands: list[tuple[float, float]] = [(0.0, self._bias)]
+        self._buf = _Buffer()
+        self._entered: dict[int, int] = {}
+        self._jumps: dict[int, tuple[list, list]] = {}
+        self._update_focus(0.0)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def time_s(self) -> float:
+        """Simulation time reached by the last :meth:`advance`."""
+        return self._t
+
+    @property
+    def rep_rate_hz(self) -> float:
+        return self._laser.rep_rate_hz
+
+    @property
+    def laser(self) -> LaserSettings:
+        return self._laser
+
+    @property
+    def bias_v(self) -> float:
+        """The commanded bias (the cell reaches it within ~2 us)."""
+        return self._bias_target
+
+    @property
+    def microtime_unit_s(self) -> float:
+        return self.detection.microtime_unit_s
+
+    @property
+    def microtime_bins(self) -> int:
+        """Microtime bins per laser period at the current repetition rate (capped by the card)."""
+        return self._micro_range(self._laser.rep_rate_hz)
+
+    @property
+    def dots(self) -> list[DotParameters]:
+        return [d.params for d in self._dots]
+
+    def _micro_range(self, rep_rate_hz: float) -> int:
+        bins = int(round(1.0 / (rep_rate_hz * self.detection.microtime_unit_s)))
+        return min(bins, self.detection.max_microtime_bins)
+
+    # ------------------------------------------------------------------ controls
+    def _when(self, t_s: float) -> float:
+        t = float(t_s)
+        if not math.isfinite(t):
+            raise ValueError(f"time must be finite, got {t_s!r}")
+        # A control stamped slightly before the last advance (clock jitter) applies now.
+        return max(t, self._t)
+
+    def set_bias(self, bias_v: float, t_s: float) -> None:
+        """Command ``bias_v`` (V vs Pt quasi-reference) at ``t_s``; it rises in ~2 us.
+
+        Raises ValueError beyond the cell's physical range; below -2 V the ITO is damaged.
+        """
+        v = check_physical_bias(bias_v)
+        t = self._when(t_s)
+        v_from = self._bias
+        for e in self._events:
+            if e.kind == "bias" and e.t_s <= t:
+                v_from = e.value
+        self._events = [e for e in self._events if not (e.kind == "bias" and e.t_s >= t)]
+        if abs(v - v_from) > _RISE_MIN_STEP_V:
+            # Piecewise-constant exponential approach: the value at the middle of each step.
+            edges = (0.0, 1.0, 2.0, 3.0, 5.0)
+            mids = (0.5, 1.5, 2.5, 4.0)
+            for a, m in zip(edges[:-1], mids, strict=True):
+                self._queue(_Event(t + a * _RISE_TAU_S, "bias", v + (v_from - v) * math.exp(-m)))
+            self._queue(_Event(t + edges[-1] * _RISE_TAU_S, "bias", v))
+        else:
+            self._queue(_Event(t, "bias", v))
+        self._bias_target = v
+        self.bias_commands.append((t, v))
+        if v < ITO_DAMAGE_BIAS_V:
+            self.cell.expose(v, t)
+
+    def set_laser(
+        self,
+        *,
+        emission: bool | None = None,
+        power_w: float | None = None,
+        rep_rate_hz: float | None = None,
+        t_s: float,
+    ) -> None:
+        """Change emission, power (W at the sample) and/or repetition rate at ``t_s``."""
+        new = LaserSettings(
+            emission=self._laser.emission if emission is None else bool(emission),
+            power_w=self._laser.power_w if power_w is None else float(power_w),
+            rep_rate_hz=self._laser.rep_rate_hz if rep_rate_hz is None else float(rep_rate_hz),
+        )
+        self._queue(_Event(self._when(t_s), "laser", new))
+        self._laser_target = new
+
+    def set_focus(self, x_um: float, y_um: float, z_um: float, t_s: float) -> None:
+        """Move the confocal spot (stage position) at ``t_s``."""
+        xyz = np.array([x_um, y_um, z_um], dtype=float)
+        if not np.all(np.isfinite(xyz)):
+            raise ValueError(f"position must be finite, got {(x_um, y_um, z_um)}")
+        self._queue(_Event(self._when(t_s), "position", xyz))
+
+    def _queue(self, event: _Event) -> None:
+        # Events come in time order except rise steps, which may precede a later control.
+        i = len(self._events)
+        while i > 0 and self._events[i - 1].t_s > event.t_s:
+            i -= 1
+        self._events.insert(i, event)
+
+    # ------------------------------------------------------------------ physics helpers
+    def _psf(self, xyz: NDArray[np.float64], focus: NDArray[np.float64]) -> float:
+        d = xyz - focus
+        det = self.detection
+        r2 = (d[0] ** 2 + d[1] ** 2) / det.psf_sigma_xy_um**2 + d[2] ** 2 / det.psf_sigma_z_um**2
+        return math.exp(-0.5 * r2)
+
+    def _excitations(self, dot: _Dot, laser: LaserSettings, psf: float) -> float:
+        if not laser.emission:
+            return 0.0
+        return dot.params.excitations_per_pulse(laser.power_w, laser.rep_rate_hz) * psf
+
+    def _efficiency(self, dot: _Dot, bias_v: float, psf: float) -> float:
+        quench = 1.0 - DAMAGE_QUENCH * self.cell.damage
+        return dot.params.detection_efficiency * psf * dot.params.brightness(bias_v) * quench
+
+    def _rates(self, dot: _Dot, bias_v: float, x: float) -> NDArray[np.float64]:
+        d = self.cell.damage
+        return dot.cached(("q", bias_v, x, d), lambda: rate_matrix(dot.params, bias_v, x, damage=d))
+
+    def _background_cps(self, laser: LaserSettings) -> float:
+        if not laser.emission:
+            return 0.0
+        gain = 1.0 + DAMAGE_BACKGROUND_GAIN * self.cell.damage
+        return self.detection.background_cps * laser.power_w / REFERENCE_POWER_W * gain
+
+    def _update_focus(self, t_s: float) -> None:
+        """(De)activate dots after a focus change; a dot coming into view starts in steady state."""
+        for dot in self._dots:
+            dot.psf = self._psf(dot.xyz, self._focus)
+            active = dot.psf >= _ACTIVE_PSF
+            if active and not dot.active:
+                x = self._excitations(dot, self._laser, dot.psf)
+                pi = stationary_distribution(self._rates(dot, self._bias, x))
+                u = next_double(dot.chain_rng)
+                dot.state = int(min(np.searchsorted(np.cumsum(pi), u, side="right"), len(pi) - 1))
+                self._entered[dot.index] = int(dot.table.charge[dot.state])
+            dot.active = active
+            dot.next_jump = math.nan
+            dot.pending[0] = -1
+
+    def _invalidate(self, *, dark: bool = False) -> None:
+        for dot in self._dots:
+            dot.next_jump = math.nan
+            dot.pending[0] = -1
+        self._bg_pending[0] = -1
+        if dark:
+            self._dark_pending[0] = -1
+
+    # ------------------------------------------------------------------ expected rates
+    def expected_rate_cps(self, x_um: float, y_um: float, z_um: float) -> float:
+        """Mean count rate (both APDs, before dead time) with the focus at ``(x, y, z)``.
+
+        Uses the commanded bias and the current laser settings and each dot's steady state:
+        no photons are generated, so raster scans are cheap.
+        """
+        focus = np.array([x_um, y_um, z_um], dtype=float)
+        laser = getattr(self, "_laser_target", self._laser)
+        bias = self._bias_target
+        total = self._background_cps(laser) + 2.0 * self.detection.dark_cps
+        if not laser.emission:
+            return total
+        for dot in self._dots:
+            psf = self._psf(dot.xyz, focus)
+            if psf < _ACTIVE_PSF:
+                continue
+            total += self._dot_rate(dot, bias, laser, psf)
+        return float(total)
+
+    def _dot_rate(self, dot: _Dot, bias: float, laser: LaserSettings, psf: float) -> float:
+        x = self._excitations(dot, laser, psf)
+        eff = self._efficiency(dot, bias, psf)
+
+        def make() -> float:
+            pi = stationary_distribution(self._rates(dot, bias, x))
+            per_pulse = detected_photons_per_pulse(emission_probabilities(dot.table, x, eff))
+            return float(pi @ per_pulse) * laser.rep_rate_hz
+
+        return dot.cached(("rate", bias, x, eff, laser.rep_rate_hz), make)
+
+    # ------------------------------------------------------------------ the pipeline
+    def advance(self, t_stop_s: float) -> PhotonChunk:
+        """Play the time up to ``t_stop_s`` and return the photons recorded in it."""
+        t_stop = float(t_stop_s)
+        if not math.isfinite(t_stop) or t_stop < self._t:
+            raise ValueError(
+                f"advance() needs a time >= the last one ({self._t} s), got {t_stop_s!r}"
+            )
+        t_start, sync_start = self._t, self._sync
+        self._entered = {d.index: int(d.table.charge[d.state]) for d in self._dots if d.active}
+        self._jumps: dict[int, tuple[list, list]] = {}
+        t = self._t
+        while True:
+            if self._events and self._events[0].t_s < t_stop:
+                t_next = max(self._events[0].t_s, t)
+            else:
+                t_next = t_stop
+            if t_next > t:
+                self._play(t, t_next)
+                t = t_next
+            if t_next >= t_stop and not (self._events and self._events[0].t_s < t_stop):
+                break
+            self._apply(self._events.pop(0))
+        self._t = t_stop
+        sync_stop = self._clock.pulse_at_or_after(t_stop)
+        self._sync = sync_stop
+        photons = self._emit(sync_stop)
+        transitions = {
+            i: (np.asarray(ts, dtype=float), np.asarray(qs, dtype=np.int8))
+            for i, (ts, qs) in self._jumps.items()
+        }
+        return PhotonChunk(
+            *photons,
+            t_start_s=t_start,
+            t_stop_s=t_stop,
+            sync_start=sync_start,
+            sync_stop=sync_stop,
+            microtime_unit_s=self.detection.microtime_unit_s,
+            microtime_bins=self.microtime_bins,
+            rep_rate_hz=self._laser.rep_rate_hz,
+            transitions=transitions,
+            charge_at_start=dict(self._entered),
+        )
+
+    def _apply(self, event: _Event) -> None:
+        if event.kind == "bias":
+            self._bias = event.value
+            self._invalidate()
+        elif event.kind == "laser":
+            new: LaserSettings = event.value
+            rep_changed = new.rep_rate_hz != self._laser.rep_rate_hz
+            if rep_changed:
+                self._clock.new_epoch(event.t_s, new.rep_rate_hz)
+            self._laser = new
+            self._invalidate(dark=rep_changed)
+        elif event.kind == "position":
+            self._focus = event.value
+            self._update_focus(event.t_s)
+            self._invalidate()
+
+    def _play(self, t_a: float, t_b: float) -> None:
+        """Photons of all sources for the stretch ``[t_a, t_b)`` of constant controls."""
+        clock = self._clock
+        j_a, j_b = clock.pulse_at_or_after(t_a), clock.pulse_at_or_after(t_b)
+        laser, bias, det = self._laser, self._bias, self.detection
+        f = laser.rep_rate_hz
+        unit = det.microtime_unit_s
+        period_bins = 1.0 / (f * unit)
+        micro_range = self._micro_range(f)
+        common = (
+            det.irf_fwhm_s / (2.0 * math.sqrt(2.0 * math.log(2.0))) / unit,
+            det.irf_offset_s / unit,
+            period_bins,
+            micro_range,
+        )
+        damage_before = self.cell.damage
+        for dot in self._dots:
+            if not dot.active:
+                continue
+            x = self._excitations(dot, laser, dot.psf)
+            eff = self._efficiency(dot, bias, dot.psf)
+            q = self._rates(dot, bias, x)
+            state_before = dot.state
+            times, states = self._run_chain(dot, q, t_a, t_b)
+            if len(times):
+                ts, qs = self._jumps.setdefault(dot.index, ([], []))
+                ts.extend(times.tolist())
+                qs.extend(dot.table.charge[states].tolist())
+            bounds = np.empty(len(times) + 2, dtype=np.int64)
+            bounds[0], bounds[-1] = j_a, j_b
+            for k, tj in enumerate(times):
+                bounds[k + 1] = clock.pulse_at_or_after(float(tj))
+            seg_state = np.empty(len(times) + 1, dtype=np.int64)
+            seg_state[0] = state_before
+            seg_state[1:] = states
+            tables = dot.cached(("t", x, eff, f), lambda: self._dot_tables(dot, x, eff, f))
+            self._generate(
+                dot.photon_rng,
+                dot.pending,
+                KIND_DOT,
+                bounds[:-1],
+                bounds[1:],
+                seg_state,
+                tables,
+                det.splitter,
+                common,
+                dot.index,
+            )
+        # Background (laser-excited ITO/solvent) and dark counts: one-state sources.
+        bg_p = self._background_cps(laser) / f
+        bg_tables = _one_state_tables(bg_p, det.background_lifetime_s / unit)
+        seg = (np.array([j_a]), np.array([j_b]), np.zeros(1, dtype=np.int64))
+        self._generate(
+            self._bg_rng, self._bg_pending, KIND_PULSED, *seg, bg_tables, det.splitter, common,
+            _SRC_BACKGROUND,
+        )
+        dark_tables = _one_state_tables(2.0 * det.dark_cps / f, 0.0)
+        self._generate(
+            self._dark_rng, self._dark_pending, KIND_DARK, *seg, dark_tables, 0.5, common,
+            _SRC_DARK,
+        )
+        if bias < ITO_DAMAGE_BIAS_V:
+            self.cell.expose(bias, t_a, t_b - t_a)
+            if self.cell.damage != damage_before:
+                self._invalidate()
+
+    def _run_chain(
+        self, dot: _Dot, q: NDArray[np.float64], t_a: float, t_b: float
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        exit_max = float(q.sum(axis=1).max())
+        cap = int((t_b - t_a) * exit_max * 1.3 + 10.0 * math.sqrt((t_b - t_a) * exit_max) + 16)
+        while True:
+            saved = dot.chain_rng.copy()
+            out_t = np.empty(cap)
+            out_s = np.empty(cap, dtype=np.int64)
+            n, state, nxt = run_chain(
+                dot.chain_rng, q, dot.state, dot.next_jump, t_a, t_b, out_t, out_s
+            )
+            if n >= 0:
+                break
+            dot.chain_rng[:] = saved
+            cap *= 2
+        dot.state, dot.next_jump = int(state), float(nxt)
+        return out_t[:n], out_s[:n]
+
+    def _dot_tables(self, dot: _Dot, x: float, eff: float, f: float) -> tuple:
+        unit = self.detection.microtime_unit_s
+        probs = emission_probabilities(dot.table, x, eff)
+        log1m_q, cum = skip_tables(probs)
+        return (
+            log1m_q,
+            cum,
+            dot.table.tau_s / unit,
+            dot.table.tau_xx_s / unit,
+            dot.table.charge,
+            float(detected_photons_per_pulse(probs).max()),
+        )
+
+    def _generate(
+        self,
+        rng: NDArray[np.uint64],
+        pending: NDArray[np.int64],
+        kind: int,
+        seg_start: NDArray[np.int64],
+        seg_stop: NDArray[np.int64],
+        seg_state: NDArray[np.int64],
+        tables: tuple,
+        split: float,
+        common: tuple,
+        src: int,
+    ) -> None:
+        """Append one source's photons to the chunk buffer (growing it when needed)."""
+        log1m_q, cum, tau, tau_xx, charge, per_pulse = tables
+        n_pulses = int(seg_stop[-1] - seg_start[0]) if len(seg_start) else 0
+        mean = n_pulses * per_pulse
+        extra = int(mean * 1.02 + 8.0 * math.sqrt(mean) + 64)
+        buf = self._buf
+        while True:
+            buf.reserve(extra)
+            saved_rng, saved_pending = rng.copy(), pending.copy()
+            n = generate(
+                rng, pending, kind, seg_start, seg_stop, seg_state, log1m_q, cum, tau, tau_xx,
+                charge, split, *common, buf.macro, buf.micro, buf.chan, buf.charge, buf.n,
+                NORMAL_TABLE,
+            )
+            if n >= 0:
+                break
+            rng[:] = saved_rng
+            pending[:] = saved_pending
+            extra *= 2
+        buf.src[buf.n : n] = src
+        buf.n = n
+
+    def _emit(self, sync_stop: int) -> tuple:
+        """Sort, hand out the photons before ``sync_stop`` (after dead time), carry the rest."""
+        buf = self._buf
+        macro, micro, chan, charge, src = buf.columns()
+        order = np.argsort(sort_keys(macro, micro, chan, src), kind="stable")
+        n_out = int(np.count_nonzero(macro < sync_stop))
+        clock = self._clock
+        out, carry = gather_with_dead_time(
+            order, n_out, macro, micro, chan, charge, src,
+            np.asarray(clock.sync0, dtype=np.int64), np.asarray(clock.t0), np.asarray(clock.rate),
+            self.detection.microtime_unit_s, self.detection.dead_time_s, self._dead_last,
+        )
+        buf.reset(carry)
+        macro, micro, chan, charge, src = out
+        source = src.astype(np.int16)
+        source[src == _SRC_BACKGROUND] = SOURCE_BACKGROUND
+        source[src == _SRC_DARK] = SOURCE_DARK
+        return macro, micro, chan, charge, source
+
+
+class _Buffer:
+    """Photon columns of the chunk being built; kept between chunks to avoid reallocation."""
+
+    _DTYPES = (np.int64, np.int64, np.uint8, np.int8, np.int64)
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.macro, self.micro, self.chan, self.charge, self.src = (
+            np.empty(0, dtype=d) for d in self._DTYPES
+        )
+
+    def reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= len(self.macro):
+            return
+        cap = max(need, int(len(self.macro) * 1.5))
+        cols = []
+        for old, d in zip(self.columns(), self._DTYPES, strict=True):
+            new = np.empty(cap, dtype=d)
+            new[: self.n] = old
+            cols.append(new)
+        self.macro, self.micro, self.chan, self.charge, self.src = cols
+
+    def columns(self) -> tuple:
+        n = self.n
+        return self.macro[:n], self.micro[:n], self.chan[:n], self.charge[:n], self.src[:n]
+
+    def reset(self, carry: tuple) -> None:
+        """Start the next chunk with the carried photons."""
+        self.n = 0
+        self.reserve(len(carry[0]))
+        for dst, col in zip((self.macro, self.micro, self.chan, self.charge, self.src), carry,
+                            strict=True):
+            dst[: len(col)] = col
+        self.n = len(carry[0])
+
+
+def _one_state_tables(p: float, tau_bins: float) -> tuple:
+    p = min(max(p, 0.0), 1.0 - 1e-12)
+    return (
+        np.array([math.log1p(-p)]),
+        np.ones((1, 3)),
+        np.array([tau_bins]),
+        np.zeros(1),
+        np.array([NO_DOT_STATE], dtype=np.int8),
+        p,
+    )
+
+
+class SingleDot(PhotonEngine):
+    """One dot in the focus, with background and dark counts: the lower-level generator.
+
+    Parameters
+    ----------
+    preset
+        A preset name (``"qd1"``, ``"qd2"``) or :class:`DotParameters`.
+    seed
+        Seed of every random stream (same seed + same calls = same photons).
+    bias_v
+        Initial bias vs the Pt quasi-reference.
+    power_w, rep_rate_hz, emission
+        Initial laser settings.
+    detection
+        The detection chain; defaults as in :class:`Detection`.
+    """
+
+    def __init__(
+        self,
+        preset: str | DotParameters = "qd1",
+        *,
+        seed: int = 0,
+        bias_v: float = 0.0,
+        power_w: float = REFERENCE_POWER_W,
+        rep_rate_hz: float = REFERENCE_REP_RATE_HZ,
+        emission: bool = True,
+        detection: Detection | None = None,
+    ) -> None:
+        from ._presets import resolve_preset
+
+        params = resolve_preset(preset)
+        super().__init__(
+            [(params, (0.0, 0.0, 0.0))],
+            seed=seed,
+            detection=detection,
+            laser=LaserSettings(emission, power_w, rep_rate_hz),
+            bias_v=bias_v,
+        )
+
+    @property
+    def params(self) -> DotParameters:
+        return self._dots[0].params
+
+    def stationary(self, bias_v: float | None = None) -> NDArray[np.float64]:
+        """Steady-state occupation of each charge state at ``bias_v`` (default: commanded)."""
+        dot = self._dots[0]
+        bias = self._bias_target if bias_v is None else check_physical_bias(bias_v)
+        x = self._excitations(dot, self._laser, 1.0)
+        return stationary_distribution(rate_matrix(dot.params, bias, x, damage=self.cell.damage))

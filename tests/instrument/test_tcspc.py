@@ -1,0 +1,205 @@
+"""The TCSPC card over real Channel Access: rate meters, the flyer, the photon file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import h5py
+import numpy as np
+import pytest
+from caproto import ErrorResponseReceived
+from caproto.sync.client import write as ca_write
+
+from qd_bluesky.analysis import read_photon_hdf5
+from qd_bluesky.devices import InterlockOpenError
+
+
+def _acquire(tcspc, seconds: float, *, collect_every: float = 0.25):
+    """Kick off, collect while acquiring, complete, collect: all documents."""
+    docs = []
+    tcspc.kickoff().wait(10)
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        time.sleep(collect_every)
+        docs.extend(tcspc.collect_asset_docs())
+    tcspc.complete().wait(10)
+    docs.extend(tcspc.collect_asset_docs())
+    return docs
+
+
+def _rates(tcspc, readings: int) -> np.ndarray:
+    """``readings`` fresh rate-meter readings (count_rate0 + count_rate1), cps."""
+    out = []
+    for _ in range(readings):
+        tcspc.trigger().wait(5)
+        r = tcspc.read()
+        out.append(r["tcspc_count_rate0"]["value"] + r["tcspc_count_rate1"]["value"])
+    return np.array(out)
+
+
+@pytest.fixture
+def tcspc(instrument):
+    tc = instrument.tcspc
+    tc.acquire_time.set(0.0).wait(5)
+    yield tc
+    if tc.acquiring.get(use_monitor=False):
+        tc.acquire.set(0).wait(10)
+
+
+def test_trigger_waits_for_a_fresh_rate_reading(tcspc):
+    gates, waits = [], []
+    for _ in range(3):
+        before = tcspc.rate_gate.get(use_monitor=False)
+        t0 = time.monotonic()
+        tcspc.trigger().wait(5)
+        waits.append(time.monotonic() - t0)
+        gates.append(tcspc.rate_gate.get() - before)
+    # The gate running at the call is skipped: 2 gates later, i.e. 0.5 to 1 s of 0.5 s gates
+    # (plus scheduling slack on a loaded machine).
+    assert gates == [2, 2, 2]
+    assert all(0.45 < w < 1.5 for w in waits), waits
+    reading = tcspc.read()
+    assert {"tcspc_count_rate0", "tcspc_count_rate1", "tcspc_num_photons"} <= reading.keys()
+    assert reading["tcspc_sync_rate"]["value"] == pytest.approx(2.5e6)
+
+
+def test_photon_file_holds_exactly_the_announced_photons(tcspc):
+    docs = _acquire(tcspc, 1.0)
+    n = tcspc.num_photons.get(use_monitor=False)
+    resources = [d for name, d in docs if name == "stream_resource"]
+    datums = [d for name, d in docs if name == "stream_datum"]
+    keys = {r["data_key"]: r for r in resources}
+    assert set(keys) == {"tcspc_timestamps", "tcspc_nanotimes", "tcspc_detectors"}
+    uris = {r["uri"] for r in resources}
+    assert len(uris) == 1
+    path = Path(urlparse(uris.pop()).path)
+    assert path == Path(tcspc.file_path.get(use_monitor=False))
+    assert n > 1000  # a dot at tens of kc/s for 1 s
+    # Every data key's datums tile [0, n) without gap or overlap.
+    for uid, resource in ((r["uid"], r) for r in resources):
+        ranges = [
+            (d["indices"]["start"], d["indices"]["stop"])
+            for d in datums
+            if d["stream_resource"] == uid
+        ]
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+        assert sum(stop - start for start, stop in ranges) == n
+        assert resource["parameters"]["swmr"] is True
+    # The file: n rows in every photon dataset, chunked as announced.
+    chunk_rows = tcspc.chunk_rows.get()
+    with h5py.File(path, "r") as f:
+        for r in resources:
+            ds = f[r["parameters"]["dataset"]]
+            assert ds.shape == (n,)
+            assert ds.chunks == tuple(r["parameters"]["chunk_shape"]) == (chunk_rows,)
+        markers = {k: f["user/bias"][k][()] for k in f["user/bias"]}
+    table = read_photon_hdf5(path)
+    assert len(table) == n
+    assert table.mode == "T3"
+    assert table.rep_rate_hz == pytest.approx(2.5e6)
+    assert table.microtime_unit_s == pytest.approx(25e-12)
+    assert np.all(np.diff(table.macrotime) >= 0)
+    assert table.microtime.max() < table.microtime_bins
+    # Two APDs behind a 50/50 splitter: channel 0 gets half the photons (binomial, 5 sigma).
+    n0 = int(np.sum(table.channel == 0))
+    assert set(np.unique(table.channel)) == {0, 1}
+    assert abs(n0 - n / 2) < 5 * np.sqrt(n / 4)
+    # The bias markers span the whole file at the static 0 V.
+    assert markers["photon_index"][0] == 0 and markers["photon_index"][-1] == n
+    assert np.all(np.diff(markers["photon_index"]) >= 0)
+    assert np.all(markers["bias_v"] == 0.0)
+    assert 0.9 < markers["t_s"][-1] < 1.6
+
+
+def test_timed_acquisition_stops_by_itself(tcspc):
+    tcspc.acquire_time.set(0.6).wait(5)
+    t0 = time.monotonic()
+    tcspc.kickoff().wait(10)
+    tcspc.complete().wait(10)
+    assert time.monotonic() - t0 < 3.0
+    n = tcspc.get_index()
+    table = read_photon_hdf5(tcspc.file_path.get(use_monitor=False))
+    assert len(table) == n
+    # The file spans the acquisition time exactly, less the waits for the first and the last
+    # photon: each ~1/rate (< 1 ms at > 3 kc/s; 10 ms is > 10 such waits).
+    span = table.duration_s
+    assert 0.6 - 0.01 < span <= 0.6
+    assert tcspc.elapsed.get(use_monitor=False) == pytest.approx(0.6, abs=1e-9)
+
+
+def test_bias_markers_follow_a_bias_change(instrument, tcspc):
+    pot = instrument.pot
+    tcspc.kickoff().wait(10)
+    time.sleep(0.3)
+    pot.set(-1.0).wait(10)  # 0.1 s ramp at 10 V/s
+    time.sleep(0.3)
+    tcspc.complete().wait(10)
+    path = tcspc.file_path.get(use_monitor=False)
+    n = tcspc.get_index()
+    pot.set(0.0).wait(10)
+    with h5py.File(path, "r") as f:
+        index = f["user/bias/photon_index"][()]
+        sync = f["user/bias/sync"][()]
+        bias = f["user/bias/bias_v"][()]
+        t = f["user/bias/t_s"][()]
+        timestamps = f["photon_data/timestamps"][()]
+    assert len(timestamps) == n
+    assert bias[0] == 0.0 and bias[-1] == pytest.approx(-1.0)
+    assert np.all(np.diff(t) >= 0) and np.all(np.diff(index) >= 0)
+    ramp = (bias < 0) & (bias > -1.0)
+    assert ramp.sum() >= 3  # the ramp ticks every 20 ms during its 0.1 s
+    assert np.all(np.diff(bias[bias < 0]) <= 0)  # a monotonic ramp
+    # Exact mapping: each marker points at the first photon of its laser pulse or later.
+    np.testing.assert_array_equal(np.searchsorted(timestamps, sync, side="left"), index)
+    # Marker pulse counts follow the marker times at 2.5 MHz (sync clock = sample clock).
+    np.testing.assert_allclose(np.diff(sync) / 2.5e6, np.diff(t), atol=1e-6)
+
+
+def test_negative_bias_dims_the_count_rate(instrument, tcspc):
+    pot = instrument.pot
+    pot.set(0.0).wait(10)
+    time.sleep(0.6)
+    at_zero = _rates(tcspc, 6)
+    pot.set(-1.7).wait(10)
+    time.sleep(0.6)  # let the dot reach its charged steady state
+    at_minus = _rates(tcspc, 6)
+    pot.set(0.0).wait(10)
+    # Counts in 6 gates of 0.5 s: a Poisson difference of the two totals has
+    # sigma = sqrt(N0 + N1) / T; demand the drop be > 5 sigma of that.
+    total_s = 6 * 0.5
+    n_zero, n_minus = at_zero.sum() * 0.5, at_minus.sum() * 0.5
+    sigma = np.sqrt(n_zero + n_minus) / total_s
+    drop = at_zero.mean() - at_minus.mean()
+    assert drop > 5 * sigma, (at_zero, at_minus)
+    assert at_minus.mean() < 0.8 * at_zero.mean()
+
+
+def test_interlock_blocks_acquisition(instrument, tcspc, sim_ioc):
+    laser = instrument.laser
+    before = tcspc.file_path.get(use_monitor=False)
+    try:
+        laser.interlock.set("open").wait(5)
+        time.sleep(0.2)
+        assert laser.emission.get(use_monitor=False) == "off"
+        with pytest.raises(InterlockOpenError, match="interlock is open"):
+            tcspc.kickoff()
+        # Nothing was sent: no acquisition, no new file.
+        assert tcspc.acquiring.get(use_monitor=False) == 0
+        assert tcspc.file_path.get(use_monitor=False) == before
+        # The IOC refuses on its own too (a client without the device's check).
+        with pytest.raises(ErrorResponseReceived, match="interlock open"):
+            ca_write(f"{sim_ioc.prefix}tcspc:acquire", 1, notify=True, repeater=False)
+        assert "interlock open" in tcspc.error.get(use_monitor=False)
+        # Emission cannot be switched on while it is open.
+        with pytest.raises(ErrorResponseReceived, match="interlock is open"):
+            ca_write(f"{sim_ioc.prefix}laser:emission", 1, notify=True, repeater=False)
+    finally:
+        laser.interlock.set("closed").wait(5)
+        laser.emission.set("on").wait(5)
+    assert laser.emission.get(use_monitor=False) == "on"
+    tcspc.kickoff().wait(10)
+    tcspc.complete().wait(10)
+    assert tcspc.get_index() > 0
