@@ -1,24 +1,35 @@
 """Whole-decay fits: Poisson maximum likelihood of periodic, IRF-convolved exponentials.
 
-The model of a decay histogram (``n`` bins of width ``dt`` after the laser sync, period ``P``)::
+The model of a decay histogram (bins of width ``dt`` after the laser sync, period ``P``)::
 
     mu_j = sum_i N_i / tau_i * [irf (*) d_i]_j + b
 
 ``d_i`` is the decay of component ``i`` started at ``t0`` *with the tails of all earlier pulses*:
 over one period its density is ``exp(-s / tau) / (1 - exp(-P / tau))``, ``s = (t - t0) mod P``
-(the sum of the geometric series of pulses). It is integrated exactly over each bin (``t0`` may
-sit anywhere inside a bin), then convolved with the IRF sampled on the bin grid (a Gaussian of
-given FWHM, or a measured array), plus a flat background ``b`` per bin. ``N_i`` is the number of
-photons of component ``i`` per full period, so the intensity fractions are ``N_i / sum N``
-(= ``A_i tau_i / sum A tau`` with ``A`` the amplitudes).
+(the sum of the geometric series of pulses). ``N_i`` is the number of photons of component
+``i`` per full period, so the intensity fractions are ``N_i / sum N`` (= ``A_i tau_i / sum A
+tau`` with ``A`` the amplitudes); ``b`` is a flat background per bin. Every bin is integrated
+exactly, with ``t0`` anywhere inside a bin, so the model is smooth in ``t0`` even when the IRF
+spans only a bin or two:
 
-Speed: away from the rise, an exponential convolved with any kernel ``w_m`` is the same
-exponential times ``sum_m w_m exp(m dt / tau)``, so only the few bins within the kernel's reach of
-the rise need an explicit convolution; wide (measured) kernels go through an FFT instead.
+* a Gaussian IRF is convolved analytically (the exponentially modified Gaussian);
+* a measured IRF is read as a piecewise-constant density on its bins and convolved as such
+  (locally, or with an FFT when it is wide);
+* without IRF, the bin integrals of the bare decay.
 
-The fit minimises the Poisson deviance with Levenberg-Marquardt steps on the Fisher information
-(Fisher scoring), over log-parameters that keep photons, lifetimes and background positive and the
-lifetimes ordered. Standard errors come from the inverse Fisher information at the optimum.
+Speed: far from the rise, an exponential through any IRF is the same exponential times a
+constant ``L(tau)`` (the IRF's Laplace transform at ``1/tau``), so only bins within the IRF's
+reach of the rise need the full formula. The likelihood runs over blocks of bins, single bins
+near the rise and wider ones away from it (the summed counts of an exponential over a block much
+shorter than its lifetime keep practically all the information), each summed in closed form:
+a few hundred terms instead of 16000 bins. Deviance and chi-square are those of the blocks.
+
+The fit minimises the Poisson deviance by Levenberg-Marquardt steps on the Fisher information
+(Fisher scoring), over log-parameters that keep photons, lifetimes and background positive and
+the lifetimes ordered; starting values come from a grid over the lifetimes with the linear
+parameters fitted at each point. Standard errors come from the inverse Fisher information at
+the optimum; a parameter that ends on its bound (e.g. no background) is held there, and the
+others' errors are conditional on it.
 """
 
 from __future__ import annotations
@@ -56,7 +67,11 @@ _CHI2_MIN_EXPECTED = 5.0
 
 @dataclass
 class DecayFit:
-    """Result of :func:`fit_decay`. Times in seconds; lists ordered by lifetime, shortest first."""
+    """Result of :func:`fit_decay`. Times in seconds; lists ordered by lifetime, shortest first.
+
+    Standard errors are one sigma from the inverse Fisher information; they are NaN for a
+    parameter held at its bound (the background when there is none, the start in a tail fit).
+    """
 
     model: str
     tau_s: list[float]
@@ -178,7 +193,8 @@ def _local_antiderivatives(
     if not derivs:
         return a1, a2
     du = c * (x - 2.0 * tau) + (2.0 * tau + x) * ce  # du/dtau at fixed c
-    # dc/dtau = dq/dtau = q P / tau^2 before the rise; 1 / (1 - q) adds q P / tau^2 / (1 - q).
+    # A2 = u / c * c / (1 - q), and d(c / (1 - q))/dtau = q P / (tau (1 - q))^2 on both sides
+    # (c = 1 or q): the second term is u * kappa * P / (tau (1 - q))^2, kappa = q or 1.
     kappa = np.where(after, q, 1.0)
     da2 = du / one_q + u * kappa * period / (tau**2 * one_q**2)
     return a1, a2, da2
