@@ -3,27 +3,23 @@
 Pure numpy/numba/scipy/h5py: nothing here knows about bluesky or EPICS.
 """
 
+from ._accumulators import DecayHistogram, IntensityTrace
+from ._analyze import analyze_file
 from ._errors import AnalysisError, PhotonFileError, QdBlueskyError
-from ._photons import PhotonTable
-
-# --- readers and writers (_ptu, _photon_hdf5, _io) ---
+from ._fit import DecayFit, fit_decay
+from ._flid import Flid, FlidResult, flid_lifetimes
+from ._g2 import G2Pulsed, G2Result
 from ._io import PhotonFileWarning, read_photons
+from ._irf import estimate_decay_start, gaussian_irf, resample_irf
 from ._photon_hdf5 import (
     PhotonHdf5Reader,
     PhotonHdf5Writer,
     read_photon_hdf5,
     write_photon_hdf5,
 )
+from ._photons import PhotonTable
+from ._pipeline import PhotonAnalysis, StreamUnits
 from ._ptu import read_ptu
-
-# --- streaming kernels and accumulators (_kernels, _accumulators, _g2, _flid) ---
-from ._accumulators import DecayHistogram, IntensityTrace
-from ._flid import Flid, FlidResult, flid_lifetimes
-from ._g2 import G2Pulsed, G2Result
-
-# --- fits and models (_fit, _irf, _scaling) ---
-from ._fit import DecayFit, fit_decay
-from ._irf import estimate_decay_start, gaussian_irf, resample_irf
 from ._scaling import (
     GammaRatio,
     ScalingModel,
@@ -32,10 +28,6 @@ from ._scaling import (
     gamma_ratio_from_pairs,
     quantum_yield,
 )
-
-# --- whole-file analysis (_analyze) ---
-from ._analyze import analyze_file
-from ._pipeline import PhotonAnalysis, StreamUnits
 
 __all__ = [
     "AnalysisError",

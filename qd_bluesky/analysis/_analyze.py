@@ -59,7 +59,9 @@ def analyze_file(
                 f"channel {channels[0]} only"
             )
         if not units.pulsed:
-            raise AnalysisError(f"{path}: pulsed g2 needs a laser sync; this is a {table.mode} file")
+            raise AnalysisError(
+                f"{path}: pulsed g2 needs a laser sync; this is a {table.mode} file"
+            )
     analysis = PhotonAnalysis(
         units,
         flid_bin_s=bin_ms * 1e-3,
