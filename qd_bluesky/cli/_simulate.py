@@ -173,19 +173,19 @@ def simulate_to_file(plan: dict[str, Any]) -> dict[str, Any]:
     from ..analysis import PhotonHdf5Writer
     from ..sim import NO_DOT_STATE, PT_QRE_VS_AGAGCL_V, SingleDot
 
-    dot = SingleDot(
-        plan["preset"],
-        seed=plan["seed"],
-        bias_v=plan["bias_v"],
-        power_w=plan["power_w"],
-        rep_rate_hz=plan["rep_rate_hz"],
-    )
     duration = float(plan["duration_s"])
     cv = plan["cv"]
     if cv is None:
         step_t, step_v = np.array([0.0]), np.array([plan["bias_v"]])
     else:
         step_t, step_v = cv.staircase(_CV_STEP_V)
+    dot = SingleDot(
+        plan["preset"],
+        seed=plan["seed"],
+        bias_v=float(step_v[0]),
+        power_w=plan["power_w"],
+        rep_rate_hz=plan["rep_rate_hz"],
+    )
     simulation = {
         "preset": plan["preset"],
         "seed": plan["seed"],
@@ -204,9 +204,13 @@ def simulate_to_file(plan: dict[str, Any]) -> dict[str, Any]:
     }
     if cv is not None:
         user["cv"] = {"corner_time_s": cv.corner_times_s, "corner_bias_v": cv.corners_v}
-    kind = "static bias {:+.3f} V".format(plan["bias_v"]) if cv is None else (
-        f"CV {cv.start_v:g}:{cv.vertex_v:g}:{cv.end_v:g} V at {cv.rate_v_per_s:g} V/s "
-        f"x{cv.cycles}"
+    kind = (
+        "static bias {:+.3f} V".format(plan["bias_v"])
+        if cv is None
+        else (
+            f"CV {cv.start_v:g}:{cv.vertex_v:g}:{cv.end_v:g} V at {cv.rate_v_per_s:g} V/s "
+            f"x{cv.cycles}"
+        )
     )
     description = (
         f"qd-bluesky simulation of dot preset {plan['preset']} ({kind}, V vs Pt "
@@ -281,9 +285,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        what = (
-            f"{summary['bias_v']:+.3f} V" if summary["cv"] is None else "CV " + args.cv
-        )
+        what = f"{summary['bias_v']:+.3f} V" if summary["cv"] is None else "CV " + args.cv
         print(
             f"{summary['out']}: {summary['photons']} photons in {summary['duration_s']:g} s "
             f"({summary['count_rate_cps'] / 1e3:.2f} kc/s), preset {summary['preset']}, {what}"

@@ -1,7 +1,8 @@
 """The electrochemical cell: ITO working electrode, Pt quasi-reference, Pt coil counter electrode.
 
 Biases are against the Pt quasi-reference electrode (+57 mV vs Ag/AgCl), as the paper reports them.
-Currents follow the IUPAC sign convention: cathodic (reduction, negative bias) currents are negative.
+Currents follow the IUPAC sign convention: cathodic (reduction, negative bias) currents are
+negative.
 """
 
 from __future__ import annotations

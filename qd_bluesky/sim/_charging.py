@@ -10,8 +10,9 @@ Two kinds of transition:
   forward rates scale with the probability of a multi-exciton per pulse (no blinking at low
   fluence), and negative bias fills the hole of X+ (X+ suppressed at -1.4 V).
 
-The chain is simulated by the numba kernel :func:`run_chain` with the counter-based generator of
-:mod:`._rng`, so a trajectory does not depend on how time is cut into chunks.
+The chain is simulated exactly (Gillespie) by the numba kernel :func:`run_chain` on its own random
+stream (:mod:`._rng`); the pending jump is carried between calls, so a trajectory does not depend
+on how time is cut into chunks.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def _multiexciton_probability(x: float) -> float:
 
 
 def _fermi(y_ev: NDArray[np.float64] | float, kt_ev: float) -> NDArray[np.float64]:
-    # 1 / (1 + exp(y / kT)) written with tanh: no overflow for any y.
-    return 0.5 * (1.0 - np.tanh(np.asarray(y_ev) / (2.0 * kt_ev)))
+    """1 / (1 + exp(y / kT)), without overflow and with full relative precision in its tail."""
+    x = np.asarray(y_ev, dtype=float) / kt_ev
+    e = np.exp(-np.abs(x))
+    return np.where(x > 0, e / (1.0 + e), 1.0 / (1.0 + e))
 
 
 def rate_matrix(
@@ -78,10 +81,43 @@ def rate_matrix(
 
 
 def stationary_distribution(q: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Occupation probabilities pi with pi Q = 0 for the rate matrix of :func:`rate_matrix`."""
+    """Occupation probabilities pi with pi Q = 0 for the rate matrix of :func:`rate_matrix`.
+
+    Grassmann-Taksar-Heyman state reduction: no subtractions, so probabilities of 1e-15 come
+    out with full relative precision (a linear solve loses them in round-off). The states are
+    reduced from X+ (which always returns to X0) down the ladder to X0; a chain that cannot be
+    reduced that way (a state that never moves down) falls back to least squares.
+    """
+    order = np.roll(np.arange(len(q)), -1)  # X0, X1-, ..., XL-, X+
+    pi = _gth(np.asarray(q, dtype=np.float64)[np.ix_(order, order)])
+    if pi is None:
+        return _stationary_lstsq(q)
+    out = np.empty_like(pi)
+    out[order] = pi
+    return out
+
+
+def _gth(q: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    a = q.copy()
+    np.fill_diagonal(a, 0.0)
+    n = len(a)
+    for k in range(n - 1, 0, -1):
+        out = a[k, :k].sum()
+        if not out > 0:
+            return None
+        a[:k, k] /= out
+        a[:k, :k] += np.outer(a[:k, k], a[k, :k])
+    pi = np.zeros(n)
+    pi[0] = 1.0
+    for k in range(1, n):
+        pi[k] = pi[:k] @ a[:k, k]
+    return pi / pi.sum()
+
+
+def _stationary_lstsq(q: NDArray[np.float64]) -> NDArray[np.float64]:
     n = len(q)
     gen = q - np.diag(q.sum(axis=1))
-    # Replace one balance equation by the normalisation; least squares copes with tiny rates.
+    # Replace one balance equation by the normalisation.
     a = np.vstack([gen.T, np.ones(n)])
     b = np.zeros(n + 1)
     b[-1] = 1.0
@@ -109,8 +145,8 @@ def run_chain(
     Returns
     -------
     (n_jumps, state, next_jump_s)
-        ``n_jumps == -1`` when the output arrays are too small (nothing is consumed then only
-        if the caller restores ``rng``).
+        ``n_jumps == -1`` when the output arrays are too small: the caller restores ``rng``
+        from a copy and calls again with larger arrays.
     """
     n = q.shape[0]
     exit_rate = np.zeros(n)

@@ -1,21 +1,19 @@
 """One charged quantum dot: its parameters, its charge states and what each state emits.
 
-The charge states are X+ (a hole left behind), X0, X1-, ..., XL- (L = ``n_levels``). Each state's
-exciton and biexciton decay by the statistical scaling model (Eq. 1-2 of Morozov et al.) extended
-to any number of electrons ``n_e`` and holes ``n_h``:
+The charge states are X+ (a hole left behind), X0, X1-, ..., XL- (L = ``n_levels``). The exciton
+of ``Xk-`` (``N = k + 1`` electrons, one hole) decays by the statistical scaling model of the
+paper (Eq. 1-2): radiative rate ``N gamma0``, Auger rate ``N (N - 1) gammaA``.
 
-* radiative rate ``n_e * n_h * gamma0``;
-* electron Auger rate (e-e-h) ``n_h * n_e * (n_e - 1) * gammaA``;
-* hole Auger rate (e-h-h) ``n_e * n_h * (n_h - 1) / 2 * gammaH``.
+Beyond the dot-specific state ``X{many_body_from}-`` (m electrons beyond it) the many-body
+correction multiplies the radiative rate by ``mb_radiative ** m`` (the electron-hole overlap
+shrinks) and the Auger rate by ``mb_auger_onset * mb_auger ** (m - 1)`` (a step where the
+correction sets in, then a steady growth): the dot gets dimmer than Eq. 1-2 allow for its
+lifetime, which bends the FLID below the scaling model as the paper observes.
 
-For the exciton of ``Xk-`` (``n_e = k + 1``, ``n_h = 1``) this is exactly Eq. 1-2. The hole Auger
-rate ``gammaH`` sets the positive trion X+ (``n_e = 1``, ``n_h = 2``) and, with the rest, the
-biexciton quantum yield that makes the zero-delay peak of g2.
-
-Beyond the dot-specific state ``X{many_body_from}-`` the many-body correction multiplies the
-radiative rate by ``mb_radiative ** m`` (the electron-hole overlap shrinks) and the electron Auger
-rate by ``mb_auger ** m`` (m extra electrons beyond that state), which bends the FLID below the
-scaling model as the paper observes. docs/physics.md derives the preset values.
+X+ has its own radiative and Auger rates (dim, a few ns). The biexciton of every state decays at
+``2 gamma_X + gammaH`` (two holes double each exciton channel, plus a hole Auger channel), so its
+yield relative to the exciton's, ``2 gamma_X / (2 gamma_X + gammaH)``, sets g2(0) and rises once the
+charged exciton decays about as fast as the hole Auger process. docs/physics.md derives the presets.
 """
 
 from __future__ import annotations
@@ -63,7 +61,9 @@ class DotParameters:
     many_body_from: int = 4
     #: Radiative-rate factor per electron beyond ``many_body_from`` (< 1: overlap shrinks).
     mb_radiative: float = 1.0
-    #: Electron-Auger-rate factor per electron beyond ``many_body_from`` (> 1).
+    #: Electron-Auger-rate factor of the first state beyond ``many_body_from`` (the step where
+    #: the correction sets in), and the further factor per electron after it (> 1).
+    mb_auger_onset: float = 1.0
     mb_auger: float = 1.0
 
     # --- excitation and collection ---
@@ -89,7 +89,9 @@ class DotParameters:
     exchange_rate_hz: float = 300.0
     #: The exchange rate grows e-fold for every ``exchange_slope_v`` more negative bias.
     exchange_slope_v: float = 0.13
-    #: Upper bound of the exchange rate.
+    #: Bounds of the exchange rate. The floor is the slow leak of extra electrons back to the
+    #: electrode at positive bias: a dot charged at -2 V and stepped to 0 V empties in seconds.
+    exchange_rate_min_hz: float = 5.0
     exchange_rate_max_hz: float = 3.0e4
     temperature_k: float = 295.0
 
@@ -128,11 +130,15 @@ class DotParameters:
             "brightening_width_v",
             "mb_radiative",
             "mb_auger",
+            "mb_auger_onset",
             "trion_radiative_ratio",
+            "exchange_rate_min_hz",
         )
         for name in positive:
             if not getattr(self, name) > 0:
-                raise ValueError(f"DotParameters.{name} must be positive, got {getattr(self, name)}")
+                raise ValueError(
+                    f"DotParameters.{name} must be positive, got {getattr(self, name)}"
+                )
         nonneg = (
             "gamma_ratio",
             "hole_auger_ratio",
@@ -140,7 +146,6 @@ class DotParameters:
             "level_width_ev",
             "charging_energy_ev",
             "exchange_rate_hz",
-            "exchange_rate_max_hz",
             "ionization_rate_hz",
             "neutralization_rate_hz",
             "photocharging_rate_hz",
@@ -149,6 +154,11 @@ class DotParameters:
         for name in nonneg:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"DotParameters.{name} must be >= 0, got {getattr(self, name)}")
+        if self.exchange_rate_max_hz < self.exchange_rate_min_hz:
+            raise ValueError(
+                f"DotParameters.exchange_rate_max_hz ({self.exchange_rate_max_hz}) must be >= "
+                f"exchange_rate_min_hz ({self.exchange_rate_min_hz})"
+            )
         if self.n_levels < 1:
             raise ValueError(f"DotParameters.n_levels must be >= 1, got {self.n_levels}")
         if self.many_body_from < 0:
@@ -186,13 +196,16 @@ class DotParameters:
         return self.lever_arm * (self.cb_edge_bias_v - bias_v)
 
     def exchange_rate(self, bias_v: float) -> float:
-        """Electron exchange rate with the electrode (Butler-Volmer-like, capped)."""
-        rate = self.exchange_rate_hz * np.exp((self.cb_edge_bias_v - bias_v) / self.exchange_slope_v)
-        return float(min(rate, self.exchange_rate_max_hz))
+        """Electron exchange rate with the electrode (Butler-Volmer-like, bounded)."""
+        x = min((self.cb_edge_bias_v - bias_v) / self.exchange_slope_v, 700.0)
+        rate = self.exchange_rate_hz * np.exp(x)
+        return float(min(max(rate, self.exchange_rate_min_hz), self.exchange_rate_max_hz))
 
     def brightness(self, bias_v: float) -> float:
         """Fraction of excitations that reach the band edge (hot-carrier trapping, B-type)."""
-        passivated = 1.0 / (1.0 + np.exp((bias_v - self.brightening_bias_v) / self.brightening_width_v))
+        passivated = 1.0 / (
+            1.0 + np.exp((bias_v - self.brightening_bias_v) / self.brightening_width_v)
+        )
         return float(self.trap_brightness + (1.0 - self.trap_brightness) * passivated)
 
     def excitations_per_pulse(self, power_w: float, rep_rate_hz: float) -> float:
@@ -216,7 +229,10 @@ def exciton_rates(p: DotParameters) -> tuple[NDArray[np.float64], NDArray[np.flo
     n_e = extra + 1.0
     beyond = np.maximum(0.0, extra - p.many_body_from)
     k_rad = n_e * gamma0 * p.mb_radiative**beyond
-    k_aug = n_e * (n_e - 1.0) * p.gamma_ratio * gamma0 * p.mb_auger**beyond
+    auger_factor = np.where(
+        beyond > 0, p.mb_auger_onset * p.mb_auger ** np.maximum(beyond - 1.0, 0.0), 1.0
+    )
+    k_aug = n_e * (n_e - 1.0) * p.gamma_ratio * gamma0 * auger_factor
     # X+: two holes, one electron (radiative 2 gamma0 in the simplest picture), and the
     # positive-trion (e-h-h) Auger rate.
     k_rad = np.concatenate(([p.trion_radiative_ratio * gamma0], k_rad))

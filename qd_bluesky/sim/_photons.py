@@ -44,6 +44,7 @@ def _fast_normal(rng: NDArray[np.uint64], table: NDArray[np.float64]) -> float:
     i = int(u)
     return table[i] + (u - i) * (table[i + 1] - table[i])
 
+
 #: Kind of source, for the kernels: a dot with charge states, a pulsed background, dark counts.
 KIND_DOT, KIND_PULSED, KIND_DARK = 0, 1, 2
 
@@ -182,8 +183,21 @@ def generate(
             elif kind == KIND_PULSED:
                 delay = tau_bins[s] * next_exponential(rng)
                 n_out = _record(
-                    delay, nxt, charge[s], rng, split, irf_sigma_bins, offset_bins, period_bins,
-                    micro_range, normal_table, out_macro, out_micro, out_channel, out_charge, n_out,
+                    delay,
+                    nxt,
+                    charge[s],
+                    rng,
+                    split,
+                    irf_sigma_bins,
+                    offset_bins,
+                    period_bins,
+                    micro_range,
+                    normal_table,
+                    out_macro,
+                    out_micro,
+                    out_channel,
+                    out_charge,
+                    n_out,
                 )
             else:
                 u = next_double(rng)
@@ -198,16 +212,40 @@ def generate(
                     exciton = u < cum[s, 1] or u >= cum[s, 2]
                 if cascade:
                     n_out = _record(
-                        t_xx, nxt, charge[s], rng, split, irf_sigma_bins, offset_bins,
-                        period_bins, micro_range, normal_table, out_macro, out_micro,
-                        out_channel, out_charge, n_out,
+                        t_xx,
+                        nxt,
+                        charge[s],
+                        rng,
+                        split,
+                        irf_sigma_bins,
+                        offset_bins,
+                        period_bins,
+                        micro_range,
+                        normal_table,
+                        out_macro,
+                        out_micro,
+                        out_channel,
+                        out_charge,
+                        n_out,
                     )
                 if exciton:
                     delay = t_xx + tau_bins[s] * next_exponential(rng)
                     n_out = _record(
-                        delay, nxt, charge[s], rng, split, irf_sigma_bins, offset_bins,
-                        period_bins, micro_range, normal_table, out_macro, out_micro,
-                        out_channel, out_charge, n_out,
+                        delay,
+                        nxt,
+                        charge[s],
+                        rng,
+                        split,
+                        irf_sigma_bins,
+                        offset_bins,
+                        period_bins,
+                        micro_range,
+                        normal_table,
+                        out_macro,
+                        out_micro,
+                        out_channel,
+                        out_charge,
+                        n_out,
                     )
             nxt = nxt + 1 + next_geometric(rng, log1m_q[s])
     pending[0] = nxt
@@ -216,7 +254,10 @@ def generate(
 
 @numba.njit(cache=True)
 def sort_keys(
-    macro: NDArray[np.int64], micro: NDArray[np.int64], chan: NDArray[np.uint8], src: NDArray[np.int64]
+    macro: NDArray[np.int64],
+    micro: NDArray[np.int64],
+    chan: NDArray[np.uint8],
+    src: NDArray[np.int64],
 ) -> NDArray[np.int64]:
     """Sort key: arrival (macrotime, microtime), then channel, then source (6 bits).
 

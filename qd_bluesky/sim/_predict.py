@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from ._charging import rate_matrix, stationary_distribution
-from ._dot import REFERENCE_POWER_W, REFERENCE_REP_RATE_HZ, DotParameters, emission_probabilities
-from ._dot import detected_photons_per_pulse
+from ._dot import (
+    REFERENCE_POWER_W,
+    REFERENCE_REP_RATE_HZ,
+    DotParameters,
+    detected_photons_per_pulse,
+    emission_probabilities,
+)
 from ._presets import resolve_preset
 from ._stream import DAMAGE_BACKGROUND_GAIN, DAMAGE_QUENCH, Detection
 
@@ -30,8 +37,9 @@ class SteadyState:
     background_cps: float
     #: Photon-weighted mean of the state lifetimes.
     mean_lifetime_s: float
-    #: g2(0) by the paper's definition (zero peak / side peaks, no background subtraction),
-    #: for states that switch slowly against the laser period.
+    #: g2(0) by the paper's definition (zero peak / mean of the first 3 side peaks, windows of
+    #: one period, no background subtraction), for states that switch slowly against the laser
+    #: period; includes the overlap of neighbouring peaks for long decays.
     g2_zero: float
 
     @property
@@ -57,15 +65,34 @@ def steady_state(
     eff = p.detection_efficiency * p.brightness(bias_v) * (1.0 - DAMAGE_QUENCH * damage)
     probs = emission_probabilities(table, x, eff)
     per_pulse = detected_photons_per_pulse(probs)
-    bg_cps = det.background_cps * power_w / REFERENCE_POWER_W * (1 + DAMAGE_BACKGROUND_GAIN * damage)
+    bg_cps = (
+        det.background_cps * power_w / REFERENCE_POWER_W * (1 + DAMAGE_BACKGROUND_GAIN * damage)
+    )
     bg_cps += 2.0 * det.dark_cps
     b = bg_cps / rep_rate_hz
     w = pi * per_pulse
-    # Cross-correlation of the two APDs per pulse pair: both photons of a pulse split with
-    # probability 2 s (1 - s); background is Poisson and uncorrelated with the dot.
+    # Cross-correlation of the two APDs per pulse pair (paper's definition: peak windows
+    # [kT - T/2, kT + T/2), no background subtraction). Same pulse: both photons of a pulse split
+    # with probability 2 s (1 - s). Pulses k apart: s (1 - s) d^2. A decay that is not short
+    # against T moves pairs between windows: the delay difference of two photons is Laplace
+    # distributed (scale tau), so window k collects a fraction P(k) of the pairs of lag 0 and
+    # 1 - P(k) of the (equal) side-lag pairs. Background is flat and uncorrelated.
     s = det.splitter
-    zero = pi @ (2 * s * (1 - s) * probs[:, 3] + (s * (1 - s)) * (2 * per_pulse * b + b * b))
-    side = pi @ (s * (1 - s) * (per_pulse + b) ** 2)
+    period = 1.0 / rep_rate_hz
+    zero_pairs = 2 * s * (1 - s) * probs[:, 3]
+    side_pairs = s * (1 - s) * per_pulse**2
+    flat = s * (1 - s) * (2 * per_pulse * b + b * b)
+
+    def shift(k: int) -> NDArray[np.float64]:
+        a = np.exp(-(2 * abs(k) - 1) * period / (2 * table.tau_s)) if k else 0.0
+        c = np.exp(-(2 * abs(k) + 1) * period / (2 * table.tau_s))
+        return 0.5 * (a - c) if k else 1.0 - c
+
+    def window(k: int) -> float:
+        pk = shift(k)
+        return float(pi @ (side_pairs * (1 - pk) + zero_pairs * pk + flat))
+
+    g2_zero = window(0) / np.mean([window(k) for k in (-3, -2, -1, 1, 2, 3)])
     return SteadyState(
         bias_v=float(bias_v),
         charges=table.charge,
@@ -74,25 +101,42 @@ def steady_state(
         rate_cps=float(pi @ per_pulse) * rep_rate_hz + bg_cps,
         background_cps=bg_cps,
         mean_lifetime_s=float(w @ table.tau_s / w.sum()),
-        g2_zero=float(zero / side),
+        g2_zero=float(g2_zero),
     )
 
 
+@numba.njit(cache=True)
 def _emg_cdf(x: NDArray[np.float64], rate: float, sigma: float) -> NDArray[np.float64]:
-    """CDF of an exponential (``rate``) delay convolved with a Gaussian (``sigma``)."""
-    from scipy.special import log_ndtr, ndtr
+    """CDF of an exponential (``rate``) delay convolved with a Gaussian (``sigma``).
 
-    if sigma <= 0:
-        return np.where(x > 0, -np.expm1(-rate * np.maximum(x, 0.0)), 0.0)
-    # exp(-r x + r^2 s^2 / 2) * Phi((x - r s^2) / s), in logs to stay finite for any x.
-    tail = np.exp(-rate * x + 0.5 * (rate * sigma) ** 2 + log_ndtr((x - rate * sigma**2) / sigma))
-    return ndtr(x / sigma) - tail
+    ``Phi(x/s) - exp(-r x + r^2 s^2 / 2) Phi((x - r s^2)/s)``; the second term is evaluated in
+    logs (with the asymptotic log Phi far in the tail) so that it never overflows.
+    """
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        if sigma <= 0.0:
+            out[i] = -math.expm1(-rate * x[i]) if x[i] > 0.0 else 0.0
+            continue
+        z = (x[i] - rate * sigma * sigma) / sigma
+        log_tail = -rate * x[i] + 0.5 * (rate * sigma) ** 2 + _log_ndtr(z)
+        out[i] = 0.5 * math.erfc(-x[i] / (sigma * math.sqrt(2.0))) - math.exp(log_tail)
+    return out
+
+
+@numba.njit(cache=True)
+def _log_ndtr(z: float) -> float:
+    """log of the standard normal CDF, accurate far into the lower tail."""
+    if z > -30.0:
+        return math.log(0.5 * math.erfc(-z / math.sqrt(2.0)))
+    # Mills ratio: Phi(z) ~ phi(z) / |z| (1 - 1/z^2 + 3/z^4)
+    z2 = z * z
+    return -0.5 * z2 - math.log(-z * math.sqrt(2.0 * math.pi)) + math.log1p(-1 / z2 + 3 / z2**2)
 
 
 def _periodic_bins(
     rate: float, n_bins: int, period_bins: float, offset_bins: float, sigma_bins: float
 ) -> NDArray[np.float64]:
-    """Fraction of an exponential's photons in each microtime bin, earlier pulses' tails included."""
+    """Fraction of an exponential's photons per microtime bin, earlier pulses' tails included."""
     edges = np.arange(n_bins + 1, dtype=float) - offset_bins
     out = np.zeros(n_bins)
     # Pulse k periods earlier: its photons arrive k periods later in our frame.

@@ -111,7 +111,7 @@ def _place_dots(rng: np.random.Generator, n: int, half_width: float) -> NDArray[
 
 
 def _field_dot(rng: np.random.Generator, home: DotParameters, index: int) -> DotParameters:
-    """A dot of the same batch as ``home``: spread parameters, charging or not, maybe brightening."""
+    """A dot of the batch of ``home``: spread parameters, charging or not, maybe brightening."""
 
     def spread(sigma: float) -> float:
         return float(np.exp(rng.normal(0.0, sigma)))

@@ -70,7 +70,8 @@ class Detection:
     #: the sync.
     irf_fwhm_s: float = 400e-12
     irf_offset_s: float = 3e-9
-    #: Dead time per channel: SPCM-AQRH 22 ns (longer than the card's own).
+    #: Dead time per channel, non-paralysable: the longer of the APD's (SPCM-AQRH: 22 ns) and the
+    #: card's (TimeHarp 260 PICO: < 25 ns).
     dead_time_s: float = 22e-9
     #: Dark counts per APD.
     dark_cps: float = 50.0
@@ -172,10 +173,10 @@ def concatenate_chunks(chunks: list[PhotonChunk]) -> PhotonChunk:
         microtime_unit_s=last.microtime_unit_s,
         microtime_bins=last.microtime_bins,
         rep_rate_hz=last.rep_rate_hz,
-        transitions={d: (np.concatenate(t), np.concatenate(q)) for d, (t, q) in transitions.items()},
-        charge_at_start={
-            d: q for c in reversed(chunks) for d, q in c.charge_at_start.items()
+        transitions={
+            d: (np.concatenate(t), np.concatenate(q)) for d, (t, q) in transitions.items()
         },
+        charge_at_start={d: q for c in reversed(chunks) for d, q in c.charge_at_start.items()},
     )
 
 
@@ -192,6 +193,11 @@ class _Clock:
         x = (t_s - self.t0[-1]) * self.rate[-1]
         # A hair of tolerance so that a time computed as k / f lands on pulse k.
         return self.sync0[-1] + max(0, math.ceil(x - 1e-6))
+
+    def pulses_at_or_after(self, t_s: NDArray[np.float64]) -> NDArray[np.int64]:
+        """:meth:`pulse_at_or_after` for an array of times (the same arithmetic)."""
+        x = (np.asarray(t_s, dtype=float) - self.t0[-1]) * self.rate[-1]
+        return self.sync0[-1] + np.maximum(0, np.ceil(x - 1e-6)).astype(np.int64)
 
     def new_epoch(self, t_s: float, rep_rate_hz: float) -> None:
         sync = self.pulse_at_or_after(t_s)
@@ -218,7 +224,9 @@ class _Event:
 class _Dot:
     """A dot's runtime: parameters, place, random streams and the carried chain/photon state."""
 
-    def __init__(self, index: int, params: DotParameters, xyz: tuple[float, float, float], seed: int):
+    def __init__(
+        self, index: int, params: DotParameters, xyz: tuple[float, float, float], seed: int
+    ):
         self.index = index
         self.params = params
         self.table: StateTable = params.states()
@@ -232,12 +240,13 @@ class _Dot:
         self.psf = 0.0
         self._cache: dict[tuple, Any] = {}
 
-    def cached(self, key: tuple, make: Any) -> Any:
+    def cached(self, key: tuple, make: Any, *args: Any) -> Any:
+        """``make(*args)``, remembered under ``key`` (rate matrices, emission tables)."""
         hit = self._cache.get(key)
         if hit is None:
             if len(self._cache) > 4096:
                 self._cache.clear()
-            hit = self._cache[key] = make()
+            hit = self._cache[key] = make(*args)
         return hit
 
 
@@ -266,6 +275,7 @@ class PhotonEngine:
         self.detection = detection or Detection()
         self.cell = ElectrochemicalCell(self.seed)
         self._laser = laser or LaserSettings()
+        self._laser_cmd = self._laser
         self._clock = _Clock(self._laser.rep_rate_hz)
         self._bias = check_physical_bias(bias_v)
         self._bias_target = self._bias
@@ -279,8 +289,8 @@ class PhotonEngine:
         self._events: list[_Event] = []
         self._t = 0.0
         self._sync = 0
-        #: Commanded bias waveform so far: (time_s, bias_v) of each set_bias.
-        self.bias_commands: list[tuple[float, float]] = [(0.0, self._bias)]
+        # (time, bias the cell had then, commanded bias) of each set_bias: the exact rise.
+        self._rises: list[tuple[float, float, float]] = [(0.0, self._bias, self._bias)]
         self._buf = _Buffer()
         self._entered: dict[int, int] = {}
         self._jumps: dict[int, tuple[list, list]] = {}
@@ -294,16 +304,29 @@ class PhotonEngine:
 
     @property
     def rep_rate_hz(self) -> float:
-        return self._laser.rep_rate_hz
+        """Laser repetition rate last commanded (each chunk carries the one its photons used)."""
+        return self._laser_cmd.rep_rate_hz
 
     @property
     def laser(self) -> LaserSettings:
-        return self._laser
+        """The laser settings last commanded."""
+        return self._laser_cmd
 
     @property
     def bias_v(self) -> float:
         """The commanded bias (the cell reaches it within ~2 us)."""
         return self._bias_target
+
+    def effective_bias_v(self, t_s: float) -> float:
+        """Bias the cell has at ``t_s``: each step approaches its target exponentially
+        (10-90 % in :data:`BIAS_RISE_TIME_S`). Known for times up to the latest command."""
+        t_c, v_from, v_to = self._rises[0]
+        for rise in self._rises:
+            if rise[0] <= t_s:
+                t_c, v_from, v_to = rise
+        if t_s <= t_c:
+            return v_from
+        return v_to + (v_from - v_to) * math.exp(-(t_s - t_c) / _RISE_TAU_S)
 
     @property
     def microtime_unit_s(self) -> float:
@@ -311,8 +334,8 @@ class PhotonEngine:
 
     @property
     def microtime_bins(self) -> int:
-        """Microtime bins per laser period at the current repetition rate (capped by the card)."""
-        return self._micro_range(self._laser.rep_rate_hz)
+        """Microtime bins per laser period at :attr:`rep_rate_hz` (capped by the card's range)."""
+        return self._micro_range(self._laser_cmd.rep_rate_hz)
 
     @property
     def dots(self) -> list[DotParameters]:
@@ -337,10 +360,8 @@ class PhotonEngine:
         """
         v = check_physical_bias(bias_v)
         t = self._when(t_s)
-        v_from = self._bias
-        for e in self._events:
-            if e.kind == "bias" and e.t_s <= t:
-                v_from = e.value
+        v_from = self.effective_bias_v(t)
+        self._rises = [r for r in self._rises if r[0] < t][-1:] + [(t, v_from, v)]
         self._events = [e for e in self._events if not (e.kind == "bias" and e.t_s >= t)]
         if abs(v - v_from) > _RISE_MIN_STEP_V:
             # Piecewise-constant exponential approach: the value at the middle of each step.
@@ -352,7 +373,6 @@ class PhotonEngine:
         else:
             self._queue(_Event(t, "bias", v))
         self._bias_target = v
-        self.bias_commands.append((t, v))
         if v < ITO_DAMAGE_BIAS_V:
             self.cell.expose(v, t)
 
@@ -365,13 +385,14 @@ class PhotonEngine:
         t_s: float,
     ) -> None:
         """Change emission, power (W at the sample) and/or repetition rate at ``t_s``."""
+        cmd = self._laser_cmd
         new = LaserSettings(
-            emission=self._laser.emission if emission is None else bool(emission),
-            power_w=self._laser.power_w if power_w is None else float(power_w),
-            rep_rate_hz=self._laser.rep_rate_hz if rep_rate_hz is None else float(rep_rate_hz),
+            emission=cmd.emission if emission is None else bool(emission),
+            power_w=cmd.power_w if power_w is None else float(power_w),
+            rep_rate_hz=cmd.rep_rate_hz if rep_rate_hz is None else float(rep_rate_hz),
         )
         self._queue(_Event(self._when(t_s), "laser", new))
-        self._laser_target = new
+        self._laser_cmd = new
 
     def set_focus(self, x_um: float, y_um: float, z_um: float, t_s: float) -> None:
         """Move the confocal spot (stage position) at ``t_s``."""
@@ -405,7 +426,7 @@ class PhotonEngine:
 
     def _rates(self, dot: _Dot, bias_v: float, x: float) -> NDArray[np.float64]:
         d = self.cell.damage
-        return dot.cached(("q", bias_v, x, d), lambda: rate_matrix(dot.params, bias_v, x, damage=d))
+        return dot.cached(("q", bias_v, x, d), _rate_matrix, dot.params, bias_v, x, d)
 
     def _background_cps(self, laser: LaserSettings) -> float:
         if not laser.emission:
@@ -444,7 +465,7 @@ class PhotonEngine:
         no photons are generated, so raster scans are cheap.
         """
         focus = np.array([x_um, y_um, z_um], dtype=float)
-        laser = getattr(self, "_laser_target", self._laser)
+        laser = self._laser_cmd
         bias = self._bias_target
         total = self._background_cps(laser) + 2.0 * self.detection.dark_cps
         if not laser.emission:
@@ -495,7 +516,7 @@ class PhotonEngine:
         self._sync = sync_stop
         photons = self._emit(sync_stop)
         transitions = {
-            i: (np.asarray(ts, dtype=float), np.asarray(qs, dtype=np.int8))
+            i: (np.concatenate(ts), np.concatenate(qs).astype(np.int8))
             for i, (ts, qs) in self._jumps.items()
         }
         return PhotonChunk(
@@ -505,7 +526,7 @@ class PhotonEngine:
             sync_start=sync_start,
             sync_stop=sync_stop,
             microtime_unit_s=self.detection.microtime_unit_s,
-            microtime_bins=self.microtime_bins,
+            microtime_bins=self._micro_range(self._laser.rep_rate_hz),
             rep_rate_hz=self._laser.rep_rate_hz,
             transitions=transitions,
             charge_at_start=dict(self._entered),
@@ -553,16 +574,15 @@ class PhotonEngine:
             times, states = self._run_chain(dot, q, t_a, t_b)
             if len(times):
                 ts, qs = self._jumps.setdefault(dot.index, ([], []))
-                ts.extend(times.tolist())
-                qs.extend(dot.table.charge[states].tolist())
+                ts.append(times)
+                qs.append(dot.table.charge[states])
             bounds = np.empty(len(times) + 2, dtype=np.int64)
             bounds[0], bounds[-1] = j_a, j_b
-            for k, tj in enumerate(times):
-                bounds[k + 1] = clock.pulse_at_or_after(float(tj))
+            bounds[1:-1] = clock.pulses_at_or_after(times)
             seg_state = np.empty(len(times) + 1, dtype=np.int64)
             seg_state[0] = state_before
             seg_state[1:] = states
-            tables = dot.cached(("t", x, eff, f), lambda: self._dot_tables(dot, x, eff, f))
+            tables = dot.cached(("t", x, eff, f), self._dot_tables, dot, x, eff, f)
             self._generate(
                 dot.photon_rng,
                 dot.pending,
@@ -580,12 +600,24 @@ class PhotonEngine:
         bg_tables = _one_state_tables(bg_p, det.background_lifetime_s / unit)
         seg = (np.array([j_a]), np.array([j_b]), np.zeros(1, dtype=np.int64))
         self._generate(
-            self._bg_rng, self._bg_pending, KIND_PULSED, *seg, bg_tables, det.splitter, common,
+            self._bg_rng,
+            self._bg_pending,
+            KIND_PULSED,
+            *seg,
+            bg_tables,
+            det.splitter,
+            common,
             _SRC_BACKGROUND,
         )
         dark_tables = _one_state_tables(2.0 * det.dark_cps / f, 0.0)
         self._generate(
-            self._dark_rng, self._dark_pending, KIND_DARK, *seg, dark_tables, 0.5, common,
+            self._dark_rng,
+            self._dark_pending,
+            KIND_DARK,
+            *seg,
+            dark_tables,
+            0.5,
+            common,
             _SRC_DARK,
         )
         if bias < ITO_DAMAGE_BIAS_V:
@@ -648,8 +680,24 @@ class PhotonEngine:
             buf.reserve(extra)
             saved_rng, saved_pending = rng.copy(), pending.copy()
             n = generate(
-                rng, pending, kind, seg_start, seg_stop, seg_state, log1m_q, cum, tau, tau_xx,
-                charge, split, *common, buf.macro, buf.micro, buf.chan, buf.charge, buf.n,
+                rng,
+                pending,
+                kind,
+                seg_start,
+                seg_stop,
+                seg_state,
+                log1m_q,
+                cum,
+                tau,
+                tau_xx,
+                charge,
+                split,
+                *common,
+                buf.macro,
+                buf.micro,
+                buf.chan,
+                buf.charge,
+                buf.n,
                 NORMAL_TABLE,
             )
             if n >= 0:
@@ -668,9 +716,19 @@ class PhotonEngine:
         n_out = int(np.count_nonzero(macro < sync_stop))
         clock = self._clock
         out, carry = gather_with_dead_time(
-            order, n_out, macro, micro, chan, charge, src,
-            np.asarray(clock.sync0, dtype=np.int64), np.asarray(clock.t0), np.asarray(clock.rate),
-            self.detection.microtime_unit_s, self.detection.dead_time_s, self._dead_last,
+            order,
+            n_out,
+            macro,
+            micro,
+            chan,
+            charge,
+            src,
+            np.asarray(clock.sync0, dtype=np.int64),
+            np.asarray(clock.t0),
+            np.asarray(clock.rate),
+            self.detection.microtime_unit_s,
+            self.detection.dead_time_s,
+            self._dead_last,
         )
         buf.reset(carry)
         macro, micro, chan, charge, src = out
@@ -711,10 +769,15 @@ class _Buffer:
         """Start the next chunk with the carried photons."""
         self.n = 0
         self.reserve(len(carry[0]))
-        for dst, col in zip((self.macro, self.micro, self.chan, self.charge, self.src), carry,
-                            strict=True):
+        for dst, col in zip(
+            (self.macro, self.micro, self.chan, self.charge, self.src), carry, strict=True
+        ):
             dst[: len(col)] = col
         self.n = len(carry[0])
+
+
+def _rate_matrix(p: DotParameters, bias_v: float, x: float, damage: float) -> NDArray:
+    return rate_matrix(p, bias_v, x, damage=damage)
 
 
 def _one_state_tables(p: float, tau_bins: float) -> tuple:
