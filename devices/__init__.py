@@ -21,6 +21,7 @@ from ._errors import (  # noqa: E402
     InstrumentNotConnectedError,
     InterlockOpenError,
     IocLostError,
+    StoppedError,
     UnsafeBiasError,
 )
 from ._instrument import Instrument, connect_instrument, make_instrument  # noqa: E402
@@ -42,6 +43,7 @@ __all__ = [
     "PiezoAxis",
     "PiezoStage",
     "Potentiostat",
+    "StoppedError",
     "TcspcCard",
     "UnsafeBiasError",
     "connect_instrument",

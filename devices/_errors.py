@@ -27,3 +27,7 @@ class InstrumentNotConnectedError(InstrumentError, ConnectionError):
 
 class InstrumentBusyError(InstrumentError):
     """The instrument is doing something else (e.g. a CV scan runs, an acquisition is on)."""
+
+
+class StoppedError(InstrumentError):
+    """A move or a scan was stopped (``stop()``, an abort) before it finished."""

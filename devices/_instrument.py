@@ -84,12 +84,12 @@ def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrum
             device.wait_for_connection(timeout=max(0.01, deadline - time.monotonic()))
         except TimeoutError:
             absent = [
-                sig.pvname
-                for _, sig in device.walk_signals(include_lazy=True)
-                if hasattr(sig, "pvname") and not sig.connected
+                walk.item.pvname
+                for walk in device.walk_signals(include_lazy=True)
+                if hasattr(walk.item, "pvname") and not walk.item.connected
             ]
             missing.append(
-                f"the {what} IOC ({prefix}{infix}: {len(absent)} PVs missing, e.g. "
+                f"the {what} IOC ({prefix}{infix}*, {len(absent)} PVs missing, e.g. "
                 f"{absent[0] if absent else '?'})"
             )
     if missing:

@@ -26,7 +26,7 @@ class Laser(Device):
     @property
     def interlock_open(self) -> bool:
         """True unless the interlock reads ``closed``."""
-        return self.interlock.get() != "closed"
+        return self.interlock.get(use_monitor=False) != "closed"
 
     def check_interlock(self, action: str = "the acquisition") -> None:
         """Raise :class:`InterlockOpenError` if the interlock is open."""

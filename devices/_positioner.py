@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -10,9 +9,8 @@ from ophyd import PVPositionerPC
 from ophyd.positioner import PositionerBase
 from ophyd.status import MoveStatus
 
-from ._errors import IocLostError
-from ._status import bounded_timeout, fail_on_disconnect, fail_status
-
+from ._errors import IocLostError, StoppedError
+from ._status import bounded_timeout, fail_on_disconnect, fail_status, lost_on_timeout
 
 #: Longest wait for the last readback monitor after a put completion (s).
 READBACK_SYNC_S = 1.0
@@ -31,12 +29,14 @@ class GuardedPositioner(PVPositionerPC):
     ``stage_x`` (like ``EpicsMotor``).
     """
 
-    #: What the device is, for messages ("potentiostat", "stage axis").
+    #: What the device is, for messages ("potentiostat", "stage").
     what = "positioner"
 
     def __init__(self, prefix: str = "", *, name: str, **kwargs: Any) -> None:
         super().__init__(prefix, name=name, **kwargs)
         self.readback.name = self.name
+        self._pending: MoveStatus | None = None
+        self._pending_target: float | None = None
 
     def expected_move_time(self, position: float) -> float:
         """Seconds the IOC should need to reach ``position`` (subclasses know their speed)."""
@@ -87,6 +87,16 @@ class GuardedPositioner(PVPositionerPC):
         # A stop request to a dead IOC would wait for the connection timeout.
         if self.stop_signal is not None and self.stop_signal.connected:
             self.stop_signal.put(self.stop_value, wait=False)
+        pending = self._pending
+        if not success and isinstance(pending, MoveStatus) and not pending.done:
+            last = self.position
+            self.fail_move(
+                pending,
+                StoppedError(
+                    f"{self.name}: the move to {self._pending_target:g} {self.egu} was stopped"
+                    + (f" at {float(last):.6g} {self.egu}" if last is not None else "")
+                ),
+            )
         PositionerBase.stop(self, success=success)
 
     def _require_connection(self) -> None:
@@ -100,26 +110,50 @@ class GuardedPositioner(PVPositionerPC):
     def move(
         self, position: float, wait: bool = True, timeout: float | None = None, moved_cb=None
     ) -> MoveStatus:
-        try:
+        """Move to ``position``; the status finishes at the IOC's put completion.
+
+        Checks come first and put nothing: :meth:`check_value` (a clear error for a bad or
+        out-of-range position) and :meth:`pre_move_checks`. ``timeout=None`` means a finite
+        timeout from :meth:`expected_move_time`.
+        """
+        with lost_on_timeout(lambda: self._lost(f"the request to move to {position}")):
+            self.check_value(position)
             position = float(position)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.name}: position must be a number, not {position!r}") from None
-        if not math.isfinite(position):
-            raise ValueError(f"{self.name}: position must be finite, not {position}")
-        self.check_value(position)  # before any put (PositionerBase.move checks it again)
-        self._require_connection()
-        if timeout is None:
-            timeout = bounded_timeout(self.expected_move_time(position))
-        status = super().move(position, wait=False, timeout=timeout, moved_cb=moved_cb)
+            self.pre_move_checks(position)
+            if timeout is None:
+                timeout = bounded_timeout(self.expected_move_time(position))
+        # What PVPositioner.move does, with the pending move registered *before* the put, so
+        # that a refusal or a lost IOC can fail it however fast it comes.
+        status = PositionerBase.move(self, position, timeout=timeout, moved_cb=moved_cb)
+        self._move_changed(value=self.done_value)
+        self._move_changed(value=1 - self.done_value)
+        self.register_pending(status, position)
         fail_on_disconnect(
             status,
             (self.setpoint, self.readback),
             lambda: self._lost(f"the move to {position:g} {self.egu}"),
             fail=self.fail_move,
         )
+        if not status.done:
+            try:
+                self._setup_move(position)
+            except IocLostError as exc:
+                self.fail_move(status, exc)
+                raise
+            except KeyboardInterrupt:
+                self.stop()
+                raise
         if wait:
             status.wait()
         return status
+
+    def pre_move_checks(self, position: float) -> None:
+        """Raise before any put if the move cannot be done (default: IOC connected)."""
+        self._require_connection()
+
+    def register_pending(self, status: MoveStatus, position: float) -> None:
+        """Remember the move in progress (subclasses watch the IOC's refusals for it)."""
+        self._pending, self._pending_target = status, position
 
     def _setup_move(self, position: float) -> None:
         try:

@@ -10,14 +10,16 @@ from ophyd import Component as Cpt
 from ophyd import Device, Kind
 from ophyd.status import MoveStatus
 
-from ._errors import InstrumentBusyError, UnsafeBiasError
+from ._errors import InstrumentBusyError, StoppedError, UnsafeBiasError
 from ._positioner import GuardedPositioner
 from ._signals import enum, ro, rw, text
 from ._status import (
     ProgressStatus,
     bounded_timeout,
     fail_on_disconnect,
+    fail_status,
     follow,
+    lost_on_timeout,
 )
 
 #: Client-side safe window (V): below -2 V the ITO working electrode degrades.
@@ -54,6 +56,10 @@ class CyclicVoltammetry(Device):
     def trigger(self) -> ProgressStatus:
         """Run the waveform; the status finishes when the IOC is done (put completion)."""
         pot: Potentiostat = self.parent
+        with lost_on_timeout(lambda: pot._lost("the request to run a CV scan")):
+            return self._trigger(pot)
+
+    def _trigger(self, pot: Potentiostat) -> ProgressStatus:
         start, vertex, end = self.start.get(), self.vertex.get(), self.end.get()
         for what, value in (("CV start", start), ("CV vertex", vertex), ("CV end", end)):
             pot.check_value(value, what=what)
@@ -77,15 +83,30 @@ class CyclicVoltammetry(Device):
         )
         if status.done:  # the IOC is already gone
             return status
-        if pot.mode.get() != "CV":
+        if pot.mode.get(use_monitor=False) != "CV":
             pot.mode.set("CV").wait(timeout=pot.mode.write_timeout)
+        pot.register_pending(status, end)
         follow(
             status,
             self.run.set(1, timeout=None),
             lambda exc: pot._translate(exc, "CV"),
             before=pot._sync_readback,
+            verify=self._check_finished,
         )
         return status
+
+    def _check_finished(self) -> BaseException | None:
+        # The IOC completes the put of an aborted scan too: only a full one is a success.
+        try:
+            progress = self.progress.get(use_monitor=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to read ends the scan's status
+            return self.parent._lost(f"the end of the CV scan ({exc})")
+        if progress < 1.0:
+            return StoppedError(
+                f"{self.name}: the CV scan stopped at {100 * progress:.0f} % "
+                f"({self.parent.status.get(use_monitor=False)})"
+            )
+        return None
 
     def stop(self, *, success: bool = False) -> None:
         self.parent.stop(success=success)
@@ -140,7 +161,6 @@ class Potentiostat(GuardedPositioner):
         if not low < high:
             raise ValueError(f"{name}: safe_window must be (low, high) with low < high")
         self._client_window = (low, high)
-        self._pending: MoveStatus | None = None
         self._armed = False
         self._pending_lock = threading.Lock()
         self.limit_violation.subscribe(self._on_limit_violation, run=False)
@@ -172,9 +192,10 @@ class Potentiostat(GuardedPositioner):
     def require_ready(self) -> None:
         """Raise if the cell is off or a ramp/CV runs (checked before any put)."""
         self._require_connection()
-        if self.cell_on.get() != "on":
+        # Fresh values: a monitor still in flight must not decide (the IOC would refuse).
+        if self.cell_on.get(use_monitor=False) != "on":
             raise InstrumentBusyError(f"{self.name}: the cell is off (cell_on = off)")
-        if self.busy.get():
+        if self.busy.get(use_monitor=False):
             raise InstrumentBusyError(
                 f"{self.name}: a ramp or CV scan is in progress ({self.status.get()}); "
                 "stop it first (pot.stop())"
@@ -188,24 +209,21 @@ class Potentiostat(GuardedPositioner):
             + self.settle_time.get()
         )
 
-    def move(
-        self, position: float, wait: bool = True, timeout: float | None = None, moved_cb=None
-    ) -> MoveStatus:
-        self.check_value(position)
+    def pre_move_checks(self, position: float) -> None:
         self.require_ready()
+
+    def register_pending(self, status, position: float) -> None:
+        """Watch the IOC's refusals for ``status`` (a move or a CV scan) from now on."""
         with self._pending_lock:
             # A refusal is a 0 -> 1 transition after the IOC received this request; a 1
-            # still in flight from an earlier refusal must not fail this move.
+            # still in flight from an earlier refusal must not fail it.
             self._armed = False
-        status = super().move(position, wait=False, timeout=timeout, moved_cb=moved_cb)
-        with self._pending_lock:
             self._pending = status
-        if wait:
-            status.wait()
-        return status
+            if isinstance(status, MoveStatus):
+                self._pending_target = position
 
     def _setup_move(self, position: float) -> None:
-        if self.mode.get() != "static":
+        if self.mode.get(use_monitor=False) != "static":
             self.mode.set("static").wait(timeout=self.mode.write_timeout)
         super()._setup_move(position)
 
@@ -220,10 +238,11 @@ class Potentiostat(GuardedPositioner):
                 return
             pending = self._pending
         if pending is not None and not pending.done:
-            self.fail_move(
-                pending,
-                UnsafeBiasError(f"{self.name}: the potentiostat refused: {self.status.get()}"),
-            )
+            error = UnsafeBiasError(f"{self.name}: the potentiostat refused: {self.status.get()}")
+            if isinstance(pending, MoveStatus):
+                self.fail_move(pending, error)
+            else:
+                fail_status(pending, error)
 
     def _translate(self, exc: BaseException, during: str) -> BaseException:
         if isinstance(exc, TimeoutError):

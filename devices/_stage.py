@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ophyd import Component as Cpt
@@ -30,8 +31,12 @@ class PiezoAxis(GuardedPositioner):
 
     def check_value(self, value: float) -> None:
         """Raise ``LimitError`` (a ValueError) outside the soft limits, before any put."""
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: position must be a number, not {value!r}") from None
         low, high = self.limits
-        if low != high and not low <= float(value) <= high:
+        if not math.isfinite(value) or (low != high and not low <= value <= high):
             raise LimitError(
                 f"{self.name}: {float(value):g} um is outside the soft limits "
                 f"[{low:g}, {high:g}] um; nothing was sent to the stage"

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ophyd import Device, Signal
 from ophyd.status import DeviceStatus, StatusBase
 from ophyd.utils import InvalidState
 
+from ._errors import IocLostError
+
 #: Slack added to the expected duration of an operation before its status times out (s).
 TIMEOUT_MARGIN_S = 5.0
 #: Factor on the expected duration of an operation (a loaded machine runs slower).
 TIMEOUT_FACTOR = 1.5
+
+
+@contextlib.contextmanager
+def lost_on_timeout(make_error: Callable[[], BaseException]) -> Iterator[None]:
+    """Turn a CA timeout or disconnection inside the block into ``make_error()``.
+
+    Reading a PV of a dead IOC waits for the connection timeout and then raises ophyd's or
+    caproto's TimeoutError; callers get one clear error instead.
+    """
+    try:
+        yield
+    except IocLostError:
+        raise
+    except (TimeoutError, ConnectionError) as exc:
+        raise make_error() from exc
 
 
 def bounded_timeout(expected_s: float) -> float:
@@ -65,10 +83,19 @@ def fail_on_disconnect(
 def fail_on_message(
     status: StatusBase, signal: Signal, make_error: Callable[[str], BaseException]
 ) -> None:
-    """Fail ``status`` when ``signal`` (an IOC's error text) is updated to a non-empty text."""
+    """Fail ``status`` when ``signal`` (an IOC's error text) reports a refusal of the request.
+
+    The IOC clears the text when a request arrives and sets it when it refuses: only a text
+    that follows a clearing counts, so a message still in flight from an earlier refusal
+    cannot fail this request.
+    """
+    armed = False
 
     def on_value(*, value: Any, **kwargs: Any) -> None:
-        if value:
+        nonlocal armed
+        if not value:
+            armed = True
+        elif armed:
             fail_status(status, make_error(str(value)))
 
     token = signal.subscribe(on_value, run=False)
@@ -81,10 +108,12 @@ def follow(
     translate: Callable[[BaseException], Any],
     *,
     before: Callable[[], None] | None = None,
+    verify: Callable[[], BaseException | None] | None = None,
 ) -> None:
     """Finish ``outer`` when ``inner`` finishes; failures pass through ``translate``.
 
-    ``before()`` runs first when ``inner`` succeeded (e.g. to wait for a last monitor).
+    When ``inner`` succeeded, ``before()`` runs first (e.g. to wait for a last monitor) and
+    ``verify()`` may still turn the success into a failure by returning an exception.
     """
 
     def done(st: StatusBase) -> None:
@@ -92,6 +121,9 @@ def follow(
         if exc is None:
             if before is not None:
                 before()
+            if verify is not None:
+                exc = verify()
+        if exc is None:
             if not outer.done:
                 try:
                     outer.set_finished()

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from event_model import ComposeStreamResource, ComposeStreamResourceBundle, StreamRange
+from ophyd import Component as Cpt
 from ophyd import Device, Kind
 from ophyd.status import DeviceStatus, StatusBase
+from ophyd.utils import InvalidState
 
-from ._errors import InstrumentBusyError, IocLostError
+from ._errors import InstrumentBusyError, InstrumentError, IocLostError
 from ._signals import enum, ro, rw, text
-from ._status import bounded_timeout, fail_on_disconnect, fail_on_message, follow
+from ._status import (
+    bounded_timeout,
+    fail_on_disconnect,
+    fail_on_message,
+    fail_status,
+    follow,
+    lost_on_timeout,
+)
 
 if TYPE_CHECKING:
     from ._laser import Laser
@@ -27,22 +37,68 @@ PHOTON_FIELDS = (
 HDF5_MIMETYPE = "application/x-hdf5"
 #: Time the IOC may take to open or close a photon file (s).
 FILE_TIMEOUT_S = 10.0
+#: Period of the checks whether a timed acquisition is over (s).
+POLL_S = 0.05
 #: The rate meters update every 0.5 s; a trigger waits for up to two updates.
 RATE_TRIGGER_TIMEOUT_S = 4.0
+
+
+class TcspcRates(Device):
+    """The card's rate meters and counters: the readable side of the TCSPC card.
+
+    Read it in step streams (``bps.trigger_and_read([pot, tcspc.rates])``): the count rates
+    of both channels, the sync rate, ``num_photons`` (photons written so far: the photon
+    index of the event) and ``overflow``. ``trigger()`` waits for a rate-meter gate measured
+    entirely after the call. Data keys are the card's: ``tcspc_count_rate0``, ...
+    """
+
+    sync_rate = ro("sync_rate", kind=Kind.normal)
+    count_rate0 = ro("count_rate0", kind=Kind.hinted)
+    count_rate1 = ro("count_rate1", kind=Kind.hinted)
+    num_photons = ro("num_photons", kind=Kind.normal)
+    overflow = ro("overflow", kind=Kind.normal)
+    rate_gate = ro("rate_gate", kind=Kind.omitted)
+
+    def trigger(self) -> StatusBase:
+        """Finish once the rate meters hold a gate measured entirely after this call.
+
+        The card's meters count in gates of 0.5 s and number them (``rate_gate``): the gate
+        after the one running now is the first that started after the call, so a trigger
+        takes 0.5 to 1 s.
+        """
+        card = self.parent
+        status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)
+        fail_on_disconnect(status, (self.rate_gate,), lambda: card._lost("a trigger"))
+        if status.done:
+            return status
+        target = int(card._get(self.rate_gate, "a trigger")) + 2
+
+        def updated(*, value: int, **kwargs: Any) -> None:
+            if value >= target and not status.done:
+                try:
+                    status.set_finished()
+                except Exception:  # noqa: BLE001 - finished meanwhile
+                    pass
+
+        token = self.rate_gate.subscribe(updated, run=True)
+        status.add_callback(lambda st: self.rate_gate.unsubscribe(token))
+        return status
 
 
 class TcspcCard(Device):
     """A two-channel TCSPC card whose IOC writes photons to a Photon-HDF5 file.
 
-    As a readable device it reports the rate meters (``count_rate0``, ``count_rate1``), the
-    sync rate and ``num_photons`` (rows written so far: the photon index of each event).
-    ``trigger()`` waits for a rate-meter gate that started after the call.
+    The card is a flyer (``kickoff`` / ``complete`` / ``describe_collect`` /
+    ``collect_asset_docs`` / ``get_index``): it announces the photon datasets of the file the
+    IOC writes with StreamResource and StreamDatum documents, one row per photon, in a stream
+    of its own (``bps.declare_stream(tcspc, name="photons", collect=True)``). Photons never
+    travel over Channel Access: the documents name the file and the rows, readers open it.
 
-    As a flyer (``kickoff`` / ``complete`` / ``describe_collect`` / ``collect_asset_docs`` /
-    ``get_index``) it announces the photon datasets of the file the IOC writes with
-    StreamResource and StreamDatum documents, one row per photon, in its own stream
-    (``bps.declare_stream(tcspc, name="photons", collect=True)``). Photons never travel over
-    Channel Access: the documents name the file and the rows, and readers open the file.
+    Its rate meters are ordinary signals (``tcspc.count_rate0``, ``tcspc.count_rate1``,
+    ``tcspc.sync_rate``, ``tcspc.num_photons``), grouped in the readable
+    :class:`TcspcRates` ``tcspc.rates`` for step streams. The card itself is not read in
+    step streams (bluesky would try to put photon documents into them): its ``read()`` and
+    ``describe()`` say so.
 
     Parameters
     ----------
@@ -59,12 +115,7 @@ class TcspcCard(Device):
     resolution = rw("resolution", kind=Kind.config)
     acquire_time = rw("acquire_time", kind=Kind.config)
     data_dir = text("data_dir", kind=Kind.config, write=True)
-    sync_rate = ro("sync_rate", kind=Kind.normal)
-    count_rate0 = ro("count_rate0", kind=Kind.hinted)
-    count_rate1 = ro("count_rate1", kind=Kind.hinted)
-    rate_gate = ro("rate_gate", kind=Kind.omitted)
-    num_photons = ro("num_photons", kind=Kind.normal)
-    overflow = ro("overflow", kind=Kind.normal)
+    rates = Cpt(TcspcRates, "", kind=Kind.omitted)
     acquire = rw("acquire", kind=Kind.omitted, put_complete=True)
     acquiring = ro("acquiring", kind=Kind.omitted)
     elapsed = ro("elapsed", kind=Kind.omitted)
@@ -74,9 +125,13 @@ class TcspcCard(Device):
 
     def __init__(self, prefix: str = "", *, name: str, laser: Laser | None = None, **kwargs):
         super().__init__(prefix, name=name, **kwargs)
+        # The meters' data keys are the card's (tcspc_count_rate0, not tcspc_rates_...).
+        for attr in self.rates.component_names:
+            getattr(self.rates, attr).name = f"{self.name}_{attr}"
         self.laser = laser
         self._lock = threading.Lock()
         self._kicked_off = False
+        self._active = False  # between kickoff and a finished complete
         self._fields: tuple[tuple[str, str, str], ...] = PHOTON_FIELDS
         self._bundles: dict[str, ComposeStreamResourceBundle] = {}
         self._emitted = 0
@@ -107,8 +162,11 @@ class TcspcCard(Device):
             )
 
     def _get(self, signal, what: str):
+        """A fresh value from the IOC, or :class:`IocLostError` naming ``what`` failed."""
+        if not signal.connected:
+            raise self._lost(what)
         try:
-            return signal.get(use_monitor=False)
+            return signal.get(use_monitor=False, timeout=2.0, connection_timeout=1.0)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             raise self._lost(what) from exc
 
@@ -117,31 +175,53 @@ class TcspcCard(Device):
         """Photon field (``timestamps``, ...) -> data key in the photon stream."""
         return {field: f"{self.name}_{field}" for field, _, _ in self._fields}
 
-    # -- Readable ---------------------------------------------------------------------------
+    # -- the readable side ------------------------------------------------------------------
+
+    @property
+    def count_rate0(self):
+        """Rate meter of channel 0 (cps), updated every 0.5 s."""
+        return self.rates.count_rate0
+
+    @property
+    def count_rate1(self):
+        """Rate meter of channel 1 (cps), updated every 0.5 s."""
+        return self.rates.count_rate1
+
+    @property
+    def sync_rate(self):
+        """Measured laser sync rate (Hz)."""
+        return self.rates.sync_rate
+
+    @property
+    def num_photons(self):
+        """Photons written and flushed to the current file."""
+        return self.rates.num_photons
+
+    @property
+    def overflow(self):
+        """1 when photons were lost to a FIFO overrun."""
+        return self.rates.overflow
+
+    @property
+    def rate_gate(self):
+        """Number of rate-meter gates so far."""
+        return self.rates.rate_gate
 
     def trigger(self) -> StatusBase:
-        """Finish once the rate meters hold a gate measured entirely after this call.
+        """Wait for a fresh rate-meter gate (see :meth:`TcspcRates.trigger`)."""
+        return self.rates.trigger()
 
-        The card's meters count in gates of 0.5 s and number them (``rate_gate``): the gate
-        after the one running now is the first that started after the call, so a trigger
-        takes 0.5 to 1 s.
-        """
-        status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)
-        fail_on_disconnect(status, (self.rate_gate,), lambda: self._lost("a trigger"))
-        if status.done:
-            return status
-        target = int(self._get(self.rate_gate, "a trigger")) + 2
+    def _not_readable(self) -> TypeError:
+        return TypeError(
+            f"{self.name} is a flyer: its photons go through kickoff/collect/complete; in step "
+            f"streams read {self.name}.rates (count rates, photon index) instead"
+        )
 
-        def updated(*, value: int, **kwargs: Any) -> None:
-            if value >= target and not status.done:
-                try:
-                    status.set_finished()
-                except Exception:  # noqa: BLE001 - finished meanwhile
-                    pass
+    def read(self) -> dict[str, Any]:
+        raise self._not_readable()
 
-        token = self.rate_gate.subscribe(updated, run=True)
-        status.add_callback(lambda st: self.rate_gate.unsubscribe(token))
-        return status
+    def describe(self) -> dict[str, Any]:
+        raise self._not_readable()
 
     # -- Flyable ----------------------------------------------------------------------------
 
@@ -153,18 +233,24 @@ class TcspcCard(Device):
         """
         self._require_connection("the kickoff")
         if self.laser is not None:
-            self.laser.check_interlock("the photon acquisition")
+            with lost_on_timeout(
+                lambda: IocLostError(
+                    f"{self.name}: the laser IOC ({self.laser.prefix}) does not answer; the "
+                    "interlock cannot be checked, so the acquisition does not start"
+                )
+            ):
+                self.laser.check_interlock("the photon acquisition")
         if self._get(self.acquiring, "the kickoff"):
             raise InstrumentBusyError(
                 f"{self.name}: the TCSPC card is already acquiring into {self._file}"
             )
-        t3 = self.mode.get() == "T3"
         with self._lock:
-            self._fields = tuple(f for f in PHOTON_FIELDS if t3 or f[0] != "nanotimes")
+            self._fields = self._fields_for_mode()
             self._bundles = {}
             self._emitted = 0
             self._path = ""
             self._kicked_off = True
+            self._active = True
         status = DeviceStatus(self, timeout=FILE_TIMEOUT_S)
         fail_on_disconnect(status, (self.acquire, self.num_photons), lambda: self._lost("kickoff"))
         # The IOC refuses by failing the put (which CA never answers) and says why in
@@ -172,7 +258,7 @@ class TcspcCard(Device):
         fail_on_message(
             status,
             self.error,
-            lambda reason: InstrumentBusyError(
+            lambda reason: InstrumentError(
                 f"{self.name}: the TCSPC card refused to start: {reason}"
             ),
         )
@@ -189,29 +275,46 @@ class TcspcCard(Device):
         if not self._kicked_off:
             raise RuntimeError(f"{self.name}: complete() without kickoff()")
         self._require_connection("the stop request")
-        acquire_time = float(self.acquire_time.get())
-        remaining = max(0.0, acquire_time - float(self.elapsed.get() or 0.0))
+        acquire_time = float(self._get(self.acquire_time, "the stop request"))
+        remaining = max(0.0, acquire_time - float(self._get(self.elapsed, "the stop request")))
         status = DeviceStatus(self, timeout=bounded_timeout(remaining) + FILE_TIMEOUT_S)
         fail_on_disconnect(
             status, (self.acquire, self.num_photons), lambda: self._lost("the acquisition")
         )
         if status.done:
             return status
+        status.add_callback(self._completed)
         if acquire_time > 0:
-            token: list[int] = []
-
-            def stopped(*, value: int, **kwargs: Any) -> None:
-                if not value and not status.done:
-                    try:
-                        status.set_finished()
-                    except Exception:  # noqa: BLE001 - finished meanwhile
-                        pass
-
-            token.append(self.acquiring.subscribe(stopped, run=True))
-            status.add_callback(lambda st: self.acquiring.unsubscribe(token[0]))
+            # Ask the IOC, not the monitor cache: a cached 0 may predate this acquisition.
+            threading.Thread(
+                target=self._wait_until_stopped,
+                args=(status,),
+                name=f"{self.name}-complete",
+                daemon=True,
+            ).start()
         else:
             follow(status, self.acquire.set(0, timeout=None), lambda exc: exc)
         return status
+
+    def _wait_until_stopped(self, status: StatusBase) -> None:
+        """Poll ``acquiring`` until the timed acquisition is over (or ``status`` ends)."""
+        while not status.done:
+            try:
+                running = self._get(self.acquiring, "the acquisition")
+            except IocLostError as exc:
+                fail_status(status, exc)
+                return
+            if not running:
+                try:
+                    status.set_finished()
+                except InvalidState:
+                    pass  # failed or timed out meanwhile
+                return
+            time.sleep(POLL_S)
+
+    def _completed(self, status: StatusBase) -> None:
+        if status.success:
+            self._active = False
 
     def stop(self, *, success: bool = False) -> None:
         """Stop an acquisition (e.g. when a plan is aborted)."""
@@ -220,9 +323,18 @@ class TcspcCard(Device):
 
     # -- WritesStreamAssets -----------------------------------------------------------------
 
+    def _fields_for_mode(self) -> tuple[tuple[str, str, str], ...]:
+        """The photon datasets the card writes in its present mode (T2: no nanotimes)."""
+        t3 = self._get(self.mode, "reading the mode") == "T3"
+        return tuple(f for f in PHOTON_FIELDS if t3 or f[0] != "nanotimes")
+
     def describe_collect(self) -> dict[str, dict[str, Any]]:
-        """One data key per photon dataset, each a scalar per photon (row) in an HDF5 file."""
+        """One data key per photon dataset, each a scalar per photon (row) in an HDF5 file.
+
+        Before a kickoff (``declare_stream``) the datasets follow the present ``mode``.
+        """
         source = f"PV:{self.file_path.pvname}"
+        fields = self._fields if self._active else self._fields_for_mode()
         return {
             f"{self.name}_{field}": {
                 "source": source,
@@ -231,7 +343,7 @@ class TcspcCard(Device):
                 "dtype_numpy": dtype,
                 "external": "STREAM:",
             }
-            for field, _, dtype in self._fields
+            for field, _, dtype in fields
         }
 
     def get_index(self) -> int:
@@ -250,7 +362,8 @@ class TcspcCard(Device):
             return
         written = int(self._get(self.num_photons, "collect"))
         stop = written if index is None else min(written, int(index))
-        with self._lock:
+        docs: list[tuple[str, dict]] = []
+        with self._lock:  # build the documents under the lock, hand them out after it
             if not self._bundles:
                 path = self._get(self.file_path, "collect")
                 if not path:
@@ -271,13 +384,13 @@ class TcspcCard(Device):
                         },
                     )
                     self._bundles[field] = bundle
-                    yield "stream_resource", bundle.stream_resource_doc
+                    docs.append(("stream_resource", bundle.stream_resource_doc))
             start = self._emitted
-            if stop <= start:
-                return
-            for field, _, _ in self._fields:
-                datum = self._bundles[field].compose_stream_datum(
-                    indices=StreamRange(start=start, stop=stop)
-                )
-                yield "stream_datum", datum
-            self._emitted = stop
+            if stop > start:
+                for field, _, _ in self._fields:
+                    datum = self._bundles[field].compose_stream_datum(
+                        indices=StreamRange(start=start, stop=stop)
+                    )
+                    docs.append(("stream_datum", datum))
+                self._emitted = stop
+        yield from docs

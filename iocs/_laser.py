@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 REP_RATE_RANGE_HZ = (1e5, 8e7)
 #: Power at the sample the attenuators can reach, W.
 POWER_RANGE_W = (0.0, 1e-3)
+#: Emission wavelength of the diode (PicoQuant LDH-D-C-440 class), m.
+WAVELENGTH_M = 442e-9
 
 
 class LaserIOC(PVGroup):
@@ -68,7 +70,7 @@ class LaserIOC(PVGroup):
         enum_strings=("closed", "open"),
         doc="safety interlock: open forces emission off",
     )
-    wavelength = pvproperty(value=442e-9, units="m", precision=12, read_only=True)
+    wavelength = pvproperty(value=WAVELENGTH_M, units="m", precision=12, read_only=True)
     status = text_pv("emission on", doc="state, or the reason of the last refusal")
 
     async def _refuse(self, reason: str) -> None:

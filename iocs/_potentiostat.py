@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -279,8 +280,9 @@ class PotentiostatIOC(PVGroup):
         for what, v in (("CV start", start), ("CV vertex", vertex), ("CV end", end)):
             await self.check_safe(v, what=what)
         rate, cycles = float(cv.rate.value), int(cv.cycles.value)
-        per_cycle = (abs(vertex - start) + abs(end - vertex)) / rate
-        duration = per_cycle * cycles
+        duration = cycles * (abs(vertex - start) + abs(end - vertex)) / rate
+        if duration <= 0:
+            await self.refuse("the CV waveform is empty: start, vertex and end are equal")
         async with self._busy_flag():
             await cv.running.write(1)
             await cv.duration.write(duration)
@@ -293,19 +295,19 @@ class PotentiostatIOC(PVGroup):
                     return
                 t0 = time.monotonic()
                 last_report = -1.0
+
+                async def report(_bias_v: float) -> None:
+                    nonlocal last_report
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_PERIOD_S:
+                        last_report = now
+                        await cv.elapsed.write(now - t0)
+                        await cv.progress.write(min(1.0, (now - t0) / duration))
+
                 for k in range(cycles):
                     await cv.cycle.write(k + 1)
                     await self.status.write(f"CV: cycle {k + 1} of {cycles}")
                     for target in (vertex, end):
-
-                        async def report(_v: float, k: int = k) -> None:
-                            nonlocal last_report
-                            now = time.monotonic()
-                            if now - last_report >= PROGRESS_PERIOD_S:
-                                last_report = now
-                                await cv.elapsed.write(now - t0)
-                                await cv.progress.write(min(1.0, (now - t0) / duration))
-
                         if not await self._ramp(target, rate, on_tick=report):
                             await self.status.write(f"CV aborted at {self.sample.bias_v:+.4f} V")
                             return
@@ -318,20 +320,17 @@ class PotentiostatIOC(PVGroup):
 
     # -- the ramp engine ------------------------------------------------------------------
 
-    def _busy_flag(self):
-        group = self
-
-        class _Busy:
-            async def __aenter__(self):
-                group._busy = True
-                group._abort_requested = False
-                await group.busy.write(1)
-
-            async def __aexit__(self, *exc):
-                group._busy = False
-                await group.busy.write(0)
-
-        return _Busy()
+    @contextlib.asynccontextmanager
+    async def _busy_flag(self):
+        """Mark a ramp or CV scan in progress (and forget an abort meant for an earlier one)."""
+        self._busy = True
+        self._abort_requested = False
+        await self.busy.write(1)
+        try:
+            yield
+        finally:
+            self._busy = False
+            await self.busy.write(0)
 
     async def _apply(self, bias_v: float, dbias_dt: float) -> None:
         """Apply ``bias_v`` to the sample now and publish readback and current."""

@@ -21,6 +21,7 @@ from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
 from ._common import RefusedError, text_pv
+from ._laser import WAVELENGTH_M
 
 if TYPE_CHECKING:
     from ._simulated import SimulatedSample
@@ -162,7 +163,9 @@ class TcspcIOC(PVGroup):
             await self._refuse("cannot change resolution while acquiring")
         base = self.sample.microtime_unit_s
         shift = round(np.log2(max(float(value), base) / base))
-        if not 0 <= shift <= 15 or not np.isclose(base * 2**shift, float(value), rtol=1e-6):
+        if not 0 <= shift <= 15 or not np.isclose(
+            base * 2**shift, float(value), rtol=1e-6, atol=0.0
+        ):
             await self._refuse(
                 f"resolution {float(value):.3g} s is not {base * 1e12:g} ps times a power of two"
             )
@@ -211,6 +214,7 @@ class TcspcIOC(PVGroup):
                     ),
                     channels=2,
                     chunk_rows=CHUNK_ROWS,
+                    excitation_wavelengths_m=[WAVELENGTH_M],
                     swmr=True,
                     user_columns={
                         MARKER_GROUP: {

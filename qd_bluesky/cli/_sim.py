@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="directory for photon files (default: the current directory)",
     )
-    parser.add_argument("--list-pvs", action="store_true", help="print the PV names and exit")
+    parser.add_argument(
+        "--list-pvs", action="store_true", help="print the PV names at start-up (as caproto's)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -51,14 +53,12 @@ def run(args: argparse.Namespace) -> int:
     instrument = SimulatedInstrument(
         args.prefix, preset=args.preset, seed=args.seed, data_dir=data_dir
     )
-    if args.list_pvs:
-        for group in instrument.groups:
-            for pvname in group.pvdb:
-                print(pvname)
-        return 0
     port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
 
     def banner() -> None:
+        if args.list_pvs:
+            names = [name for group in instrument.groups for name in group.pvdb]
+            print("\n".join(["PVs served:", *(f"    {name}" for name in names)]), flush=True)
         print(
             f"qd-bluesky sim: serving {args.prefix}pot: tcspc: laser: stage: on 127.0.0.1:{port} "
             f"(preset {args.preset}, seed {args.seed}); photon files in {data_dir}\n"

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Client side: loopback only, nothing from the machine's own EPICS set-up.
@@ -52,6 +53,14 @@ def free_port_pair() -> int:
         if port < 65000 and _port_free(port) and _port_free(port + 1):
             return port
     raise RuntimeError("no free pair of loopback ports")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM (a clean stop) when the test process dies, never linger."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _add_address(port: int) -> None:
@@ -97,6 +106,7 @@ class SimIoc:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(STARTUP_TIMEOUT_S):
@@ -166,6 +176,38 @@ def fresh_ioc(tmp_path: Path) -> Iterator[SimIoc]:
     ioc = SimIoc(tmp_path, seed=2).start()
     yield ioc
     ioc.kill()
+
+
+#: Rate-meter gate of the simulated card (s).
+GATE_S = 0.5
+
+
+def measure_rate(tcspc, gates: int) -> tuple[float, float]:
+    """Mean total count rate (cps) over ``gates`` consecutive fresh rate-meter gates.
+
+    Returns the mean and its Poisson standard error, sqrt(counts) / time.
+    """
+    tcspc.trigger().wait(5)  # the first gate measured entirely after this call
+    rates = [tcspc.count_rate0.get() + tcspc.count_rate1.get()]
+    while len(rates) < gates:
+        gate = tcspc.rate_gate.get()
+        if not wait_for(lambda g=gate: tcspc.rate_gate.get() > g, timeout=3.0, period=0.01):
+            raise TimeoutError("the rate meters stopped updating")
+        rates.append(tcspc.count_rate0.get() + tcspc.count_rate1.get())
+    counts = float(np.sum(rates)) * GATE_S
+    return float(np.mean(rates)), float(np.sqrt(max(counts, 1.0)) / (gates * GATE_S))
+
+
+@pytest.fixture
+def free_port():
+    """``free_port() -> P`` with P and P + 1 free on 127.0.0.1."""
+    return free_port_pair
+
+
+@pytest.fixture
+def rate_meter():
+    """``rate_meter(tcspc, gates) -> (mean cps, Poisson sigma)`` (see :func:`measure_rate`)."""
+    return measure_rate
 
 
 def wait_for(predicate, timeout: float = 10.0, period: float = 0.05) -> bool:

@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 from ophyd.utils import LimitError
 
 from qd_bluesky.sim import Sample
-
-GATE_S = 0.5  # rate-meter gate of the card
-
-
-def _mean_rate(tcspc, gates: int) -> tuple[float, float]:
-    """Mean total count rate over ``gates`` fresh rate-meter gates and its Poisson sigma."""
-    rates = []
-    for _ in range(gates):
-        tcspc.trigger().wait(5)
-        rates.append(tcspc.count_rate0.get() + tcspc.count_rate1.get())
-    counts = np.sum(rates) * GATE_S
-    return float(np.mean(rates)), float(np.sqrt(max(counts, 1.0)) / (gates * GATE_S))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +28,7 @@ def test_stage_starts_parked_on_the_dot(instrument, truth):
     assert position == pytest.approx(truth.home_um)
 
 
-def test_moving_off_the_dot_leaves_background(instrument, truth):
+def test_moving_off_the_dot_leaves_background(instrument, truth, rate_meter):
     stage, tcspc = instrument.stage, instrument.tcspc
     x0, y0, z0 = truth.home_um
     far = (x0 + 0.75, y0 + 0.75, z0)
@@ -56,14 +43,12 @@ def test_moving_off_the_dot_leaves_background(instrument, truth):
     # Two moves of 0.75 um at `velocity` um/s: the puts complete on arrival.
     assert elapsed >= 2 * 0.75 / velocity - 0.01
     assert stage.x.position == pytest.approx(far[0])
-    tcspc.trigger().wait(5)  # drop the gate that straddled the move
-    rate, sigma = _mean_rate(tcspc, 6)
+    rate, sigma = rate_meter(tcspc, 4)
     # Background and dark counts are Poisson: 5 sigma of the measured mean.
     assert rate == pytest.approx(expected_far, abs=5 * sigma)
     stage.x.set(x0).wait(10)
     stage.y.set(y0).wait(10)
-    tcspc.trigger().wait(5)
-    rate, sigma = _mean_rate(tcspc, 4)
+    rate, sigma = rate_meter(tcspc, 2)
     # Back on the (blinking) dot: far above the background again.
     assert rate > expected_far + 20 * sigma
 
@@ -77,15 +62,14 @@ def test_soft_limits_refused_before_any_put(instrument):
     assert stage.x.setpoint.get(use_monitor=False) == pytest.approx(x)
 
 
-def test_emission_off_leaves_dark_counts(instrument, truth, sim_ioc):
+def test_emission_off_leaves_dark_counts(instrument, truth, sim_ioc, rate_meter):
     truth_args = (sim_ioc.preset, sim_ioc.seed)
     laser, tcspc = instrument.laser, instrument.tcspc
     assert laser.read()["laser_emission"]["value"] == "on"
     assert laser.read_configuration()["laser_power"]["value"] == pytest.approx(30e-9)
     try:
         laser.emission.set("off").wait(5)
-        tcspc.trigger().wait(5)
-        rate, sigma = _mean_rate(tcspc, 4)
+        rate, sigma = rate_meter(tcspc, 4)
     finally:
         laser.emission.set("on").wait(5)
     dark = Sample(preset=truth_args[0], seed=truth_args[1])

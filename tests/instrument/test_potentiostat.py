@@ -9,8 +9,7 @@ import pytest
 from caproto import ErrorResponseReceived
 from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
-
-from qd_bluesky.devices import InstrumentBusyError, UnsafeBiasError
+from qd_bluesky.devices import InstrumentBusyError, StoppedError, UnsafeBiasError
 
 
 @pytest.fixture
@@ -172,10 +171,25 @@ def test_abort_stops_a_ramp(pot):
     status = pot.set(-1.0)
     time.sleep(0.3)
     pot.stop()
-    with pytest.raises(Exception):  # noqa: B017 - ophyd fails a stopped move generically
+    with pytest.raises(StoppedError, match=r"pot: the move to -1 V was stopped at -0\.\d+ V"):
         status.wait(5)
     time.sleep(0.2)
     stopped_at = pot.readback.get(use_monitor=False)
     # 1 V/s for ~0.3 s: stopped on the way, well before -1.0 V.
     assert -0.8 < stopped_at < -0.1
+    assert pot.busy.get(use_monitor=False) == 0
+
+
+def test_abort_ends_a_cv_scan_as_a_failure(pot):
+    for sig, value in ((pot.cv.start, 0.0), (pot.cv.vertex, -1.0), (pot.cv.end, 0.0)):
+        sig.set(value).wait(5)
+    pot.cv.rate.set(1.0).wait(5)
+    pot.cv.cycles.set(1).wait(5)
+    status = pot.cv.trigger()  # a 2 s waveform
+    time.sleep(0.5)
+    pot.cv.stop()
+    with pytest.raises(StoppedError, match=r"stopped at \d+ % \(CV aborted at"):
+        status.wait(5)
+    # ~0.5 s of a 2 s scan: a quarter, give or take the scheduling of a loaded machine.
+    assert 0.1 < pot.cv.progress.get(use_monitor=False) < 0.6
     assert pot.busy.get(use_monitor=False) == 0

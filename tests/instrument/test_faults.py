@@ -1,0 +1,106 @@
+"""Faults: IOCs that vanish mid-operation, IOCs that are not there, Ctrl-C on the simulator.
+
+Each test here has an IOC process of its own (``fresh_ioc``), since it kills or interrupts it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import h5py
+import numpy as np
+import pytest
+from qd_bluesky.devices import InstrumentNotConnectedError, IocLostError, connect_instrument
+
+from qd_bluesky.analysis import read_photon_hdf5
+
+#: How fast a lost IOC must be reported (s): the client sees the TCP circuit close at once;
+#: this leaves room for a loaded machine.
+LOST_WITHIN_S = 3.0
+
+
+def test_lost_ioc_during_a_move_fails_fast(fresh_ioc):
+    inst = fresh_ioc.connect()
+    pot = inst.pot
+    pot.slew_rate.set(0.5).wait(5)
+    status = pot.set(-1.0)  # a 2 s ramp at 0.5 V/s
+    time.sleep(0.5)
+    assert not status.done
+    fresh_ioc.kill()
+    t0 = time.monotonic()
+    with pytest.raises(
+        IocLostError, match=r"pot: the potentiostat IOC .* was lost during the move"
+    ):
+        status.wait(LOST_WITHIN_S + 5)
+    assert time.monotonic() - t0 < LOST_WITHIN_S
+    # The next request fails at once, before anything is sent.
+    t0 = time.monotonic()
+    with pytest.raises(IocLostError, match="not connected"):
+        pot.set(0.0)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_lost_ioc_during_an_acquisition_keeps_the_photons(fresh_ioc):
+    inst = fresh_ioc.connect()
+    tcspc = inst.tcspc
+    tcspc.kickoff().wait(10)
+    time.sleep(0.6)
+    docs = list(tcspc.collect_asset_docs())
+    announced = max(d["indices"]["stop"] for name, d in docs if name == "stream_datum")
+    uri = next(d["uri"] for name, d in docs if name == "stream_resource")
+    path = Path(urlparse(uri).path)
+    time.sleep(0.3)
+    fresh_ioc.kill()  # SIGKILL: no chance to close the file
+    t0 = time.monotonic()
+    with pytest.raises(IocLostError, match="photons written so far stay in"):
+        tcspc.complete().wait(LOST_WITHIN_S + 5)
+    assert time.monotonic() - t0 < LOST_WITHIN_S
+    # Every photon announced before the loss is in the file, readable (SWMR-consistent).
+    table = read_photon_hdf5(path)
+    assert len(table) >= announced > 1000
+    assert np.all(np.diff(table.macrotime) >= 0)
+    assert table.microtime.max() < table.microtime_bins
+    # The same rows a reader of the announced range would get.
+    with h5py.File(path, "r", swmr=True) as f:
+        np.testing.assert_array_equal(
+            f["photon_data/timestamps"][:announced], table.macrotime[:announced]
+        )
+
+
+def test_missing_ioc_is_named_in_one_line():
+    t0 = time.monotonic()
+    with pytest.raises(InstrumentNotConnectedError) as info:
+        connect_instrument("qdnothere:", timeout=1.0)
+    assert time.monotonic() - t0 < 3.0
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("potentiostat IOC (qdnothere:pot:*", "TCSPC card IOC (qdnothere:tcspc:*"):
+        assert part in message
+    assert "e.g. qdnothere:pot:" in message and "EPICS_CA_ADDR_LIST" in message
+
+
+def test_ctrl_c_closes_the_photon_file_intact(fresh_ioc):
+    inst = fresh_ioc.connect()
+    tcspc = inst.tcspc
+    tcspc.kickoff().wait(10)
+    time.sleep(0.5)
+    path = Path(tcspc.file_path.get(use_monitor=False))
+    t0 = time.monotonic()
+    code = fresh_ioc.interrupt(timeout=10)
+    stopped_in = time.monotonic() - t0
+    assert code == 0, fresh_ioc.log
+    assert stopped_in < 5.0
+    assert "qd-bluesky sim: stopped" in fresh_ioc.log
+    # Closed intact: a plain (non-SWMR) open works and the writer finalised the file.
+    with h5py.File(path, "r") as f:
+        n = f["photon_data/timestamps"].shape[0]
+        assert f["photon_data/nanotimes"].shape == f["photon_data/detectors"].shape == (n,)
+        duration = float(f["acquisition_duration"][()])
+        assert f["user/bias/photon_index"][-1] == n
+    assert n > 1000
+    table = read_photon_hdf5(path)
+    assert len(table) == n
+    # The recorded duration covers the photons (the file was written up to the interrupt).
+    assert duration >= table.duration_s - 1e-6
