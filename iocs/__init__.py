@@ -14,6 +14,7 @@ and all four together on one simulated sample with ``qd-bluesky sim`` (or
 from ._common import RefusedError
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
+from ._process import SimulatedInstrumentProcess, free_port_pair, use_loopback_ioc
 from ._server import loopback_environment, serve
 from ._simulated import SimulatedInstrument, SimulatedSample
 from ._stage import StageIOC
@@ -25,9 +26,12 @@ __all__ = [
     "PotentiostatIOC",
     "RefusedError",
     "SimulatedInstrument",
+    "SimulatedInstrumentProcess",
     "SimulatedSample",
     "StageIOC",
     "TcspcIOC",
+    "free_port_pair",
     "loopback_environment",
     "serve",
+    "use_loopback_ioc",
 ]

@@ -20,6 +20,8 @@ _COMMANDS = {
     "analyze": "._analyze",
     "simulate": "._simulate",
     "sim": "._sim",
+    "run": "._run",
+    "demo": "._demo",
     "runs": "._runs",
 }
 

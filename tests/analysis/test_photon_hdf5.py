@@ -393,7 +393,7 @@ class WriterProcess:
         data = tmp_path / "photons.npz"
         np.savez(data, macrotime=table.macrotime, microtime=table.microtime, channel=table.channel)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER_PROCESS, str(path), str(data)],
+            [sys.executable, "-P", "-c", WRITER_PROCESS, str(path), str(data)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -20,7 +20,7 @@ DATA = Path(__file__).parents[1] / "data"
 def qd(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     # cwd outside the repository, so the installed package is what runs.
     return subprocess.run(
-        [sys.executable, "-m", "qd_bluesky.cli", *args],
+        [sys.executable, "-P", "-m", "qd_bluesky.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -9,11 +9,6 @@ port; the test process reaches it through ``EPICS_CA_ADDR_LIST`` entries ``127.0
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,130 +22,20 @@ os.environ["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
 os.environ.setdefault("EPICS_CA_ADDR_LIST", "")
 
 import qd_bluesky.devices as qd_devices  # noqa: E402  (chooses the caproto control layer)
+from qd_bluesky.iocs import SimulatedInstrumentProcess, free_port_pair  # noqa: E402
 
-#: Seconds an IOC process may take to come up (imports, numba kernels from the cache).
-STARTUP_TIMEOUT_S = 60.0
 #: Seconds the devices may take to connect once the server is up.
 CONNECT_TIMEOUT_S = 20.0
 
 
-def _port_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A port P with P (CA server, TCP+UDP) and P+1 (repeater) free on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < 65000 and _port_free(port) and _port_free(port + 1):
-            return port
-    raise RuntimeError("no free pair of loopback ports")
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM (a clean stop) when the test process dies, never linger."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _add_address(port: int) -> None:
-    entries = os.environ.get("EPICS_CA_ADDR_LIST", "").split()
-    entry = f"127.0.0.1:{port}"
-    if entry not in entries:
-        os.environ["EPICS_CA_ADDR_LIST"] = " ".join([*entries, entry])
-
-
-class SimIoc:
+class SimIoc(SimulatedInstrumentProcess):
     """One ``qd-bluesky sim`` subprocess (the four simulated IOCs on one sample)."""
 
     def __init__(self, data_dir: Path, *, seed: int = 1, preset: str = "qd1") -> None:
-        self.prefix = f"qdt{uuid.uuid4().hex[:10]}:"
-        self.port = free_port_pair()
-        self.data_dir = Path(data_dir)
-        self.seed = seed
-        self.preset = preset
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> SimIoc:
-        cmd = [
-            sys.executable,
-            "-m",
-            "qd_bluesky.cli",
-            "sim",
-            "--prefix",
-            self.prefix,
-            "--port",
-            str(self.port),
-            "--seed",
-            str(self.seed),
-            "--preset",
-            self.preset,
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-        if not self._ready.wait(STARTUP_TIMEOUT_S):
-            self.kill()
-            raise RuntimeError(f"IOC did not start in {STARTUP_TIMEOUT_S} s:\n{self.log}")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"IOC exited at start-up:\n{self.log}")
-        _add_address(self.port)
-        return self
-
-    def _pump(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "qd-bluesky sim: serving" in line:
-                self._ready.set()
-        self._ready.set()  # exited: do not make start() wait
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines[-60:])
+        super().__init__(data_dir, seed=seed, preset=preset, prefix=f"qdt{uuid.uuid4().hex[:10]}:")
 
     def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> qd_devices.Instrument:
         return qd_devices.connect_instrument(self.prefix, timeout=timeout)
-
-    def interrupt(self, timeout: float = 15.0) -> int:
-        """SIGINT (Ctrl-C) and wait; returns the exit code."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: the IOC vanishes without any clean-up (a crash, a pulled cable)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            self.interrupt()
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 import h5py
 import numpy as np
 import pytest
-from qd_bluesky.devices import InstrumentNotConnectedError, IocLostError, connect_instrument
 
 from qd_bluesky.analysis import read_photon_hdf5
+from qd_bluesky.devices import InstrumentNotConnectedError, IocLostError, connect_instrument
 
 #: How fast a lost IOC must be reported (s): the client sees the TCP circuit close at once;
 #: this leaves room for a loaded machine.

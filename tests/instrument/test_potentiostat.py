@@ -9,6 +9,7 @@ import pytest
 from caproto import ErrorResponseReceived
 from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
+
 from qd_bluesky.devices import InstrumentBusyError, StoppedError, UnsafeBiasError
 
 

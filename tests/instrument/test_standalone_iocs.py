@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 from caproto.sync.client import read as ca_read
+
 from qd_bluesky.iocs import (
     LaserIOC,
     PotentiostatIOC,
@@ -36,7 +37,15 @@ def test_ioc_runs_alone(module, tmp_path, free_port):
     prefix = f"qds{uuid.uuid4().hex[:8]}:"
     port = free_port()
     env = {**os.environ, **loopback_environment(port)}
-    cmd = [sys.executable, "-m", f"qd_bluesky.iocs.{module}", "--prefix", prefix, "--list-pvs"]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        f"qd_bluesky.iocs.{module}",
+        "--prefix",
+        prefix,
+        "--list-pvs",
+    ]
     cmd += ["--interfaces", "127.0.0.1"]
     if module == "tcspc":
         cmd += ["--data-dir", str(tmp_path)]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from caproto import ErrorResponseReceived
 from caproto.sync.client import write as ca_write
-from qd_bluesky.devices import InterlockOpenError
 
 from qd_bluesky.analysis import read_photon_hdf5
+from qd_bluesky.devices import InterlockOpenError
 from qd_bluesky.sim import Sample
 
 

@@ -17,7 +17,7 @@ from qd_bluesky.sim import NO_DOT_STATE, SingleDot
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "qd_bluesky.cli", "simulate", *args],
+        [sys.executable, "-P", "-m", "qd_bluesky.cli", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=120,

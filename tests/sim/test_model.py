@@ -233,5 +233,5 @@ def test_sim_package_imports_no_epics_or_bluesky() -> None:
         "or m.startswith('qd_bluesky.analysis')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

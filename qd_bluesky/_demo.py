@@ -1,0 +1,202 @@
+"""``qd-bluesky demo``: the paper's experiment on the simulated instrument, end to end.
+
+Starts the simulated IOCs in a child process, finds the dot, steps the bias through the paper's
+values, runs a CV scan and a g2 measurement with the live analyzer writing derived runs, stores
+everything in the catalog, and writes a report. The IOCs are stopped on the way out, also on
+Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: The paper's bias steps (V vs the Pt quasi-reference).
+PAPER_BIASES = (0.0, -1.4, -1.7, -1.8, -2.0)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Durations of the demo's plans; :meth:`quick` is the <= 90 s version."""
+
+    dwell_s: float = 30.0
+    cv_rate_v_per_s: float = 0.2  # 0 -> -2 -> 0 V in 20 s, as in the paper
+    g2_duration_s: float = 20.0
+    raster_half_width_um: float = 1.5
+    raster_step_um: float = 0.75
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        return cls(
+            dwell_s=6.0,
+            cv_rate_v_per_s=1.0,
+            g2_duration_s=8.0,
+            raster_half_width_um=1.0,
+            raster_step_um=1.0,
+        )
+
+
+@dataclass
+class DemoResult:
+    """What the demo did: the raw runs, their derived runs and the report."""
+
+    data_dir: Path
+    raw_uids: dict[str, str] = field(default_factory=dict)
+    derived_uids: dict[str, str] = field(default_factory=dict)
+    report_dir: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class PlanProgress:
+    """A progress bar per plan: one tick per marker event (bias step, raster point)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._descriptors: set[str] = set()
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if not self.enabled or "raw_uid" in doc:
+            return
+        if name == "start":
+            from tqdm import tqdm
+
+            total = doc.get("num_points")
+            self._bar = tqdm(
+                total=total if isinstance(total, int) and total > 0 else None,
+                desc=doc.get("plan_name", "plan"),
+                unit="step",
+                leave=True,
+                file=sys.stderr,
+            )
+        elif name == "descriptor" and doc.get("name") in ("primary",):
+            self._descriptors.add(doc["uid"])
+        elif name == "event" and self._bar is not None and doc["descriptor"] in self._descriptors:
+            self._bar.update(1)
+        elif name == "stop" and self._bar is not None:
+            self._bar.set_postfix_str(doc.get("exit_status", ""))
+            self._bar.close()
+            self._bar = None
+
+
+def run_demo(
+    data_dir: str | Path | None = None,
+    *,
+    port: int | None = None,
+    settings: DemoSettings | None = None,
+    seed: int = 1,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the demo; see the module docstring.
+
+    Parameters
+    ----------
+    data_dir
+        Data directory of the embedded catalog (default: ``$QD_BLUESKY_DATA`` or the per-user
+        directory).
+    port
+        CA port of the simulated IOCs (default: a free loopback port).
+    settings
+        Durations; default :class:`DemoSettings` (about 4 minutes).
+    seed
+        Seed of the simulated sample.
+    progress
+        Progress bars on stderr.
+    echo
+        Where the narration goes.
+    """
+    from bluesky import RunEngine
+    from bluesky.utils import ProgressBarManager
+
+    from . import plans
+    from .callbacks import subscribe_live_analysis
+    from .catalog import open_catalog, resolve_data_dir
+    from .devices import connect_instrument
+    from .iocs import SimulatedInstrumentProcess
+    from .report import derived_from_run, write_report
+
+    settings = settings or DemoSettings()
+    t_start = time.monotonic()
+    result = DemoResult(resolve_data_dir(data_dir))
+    with open_catalog(result.data_dir) as catalog:
+        echo(f"catalog: {catalog.data_dir}")
+        ioc = SimulatedInstrumentProcess(catalog.photon_dir, seed=seed, port=port, prefix=None)
+        echo("starting the simulated instrument (potentiostat, TCSPC card, laser, stage) ...")
+        with ioc:
+            echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")
+            inst = connect_instrument(ioc.prefix, timeout=30)
+            RE = RunEngine({}, call_returns_result=False)  # noqa: N806
+            if progress:
+                RE.waiting_hook = ProgressBarManager()
+            RE.subscribe(PlanProgress(enabled=progress))
+            analyzer = subscribe_live_analysis(RE, catalog.writer)
+            x0, y0 = float(inst.stage.x.position), float(inst.stage.y.position)
+            w = settings.raster_half_width_um
+            steps: list[tuple[str, Any]] = [
+                (
+                    "find_dot",
+                    plans.find_dot(
+                        inst.stage,
+                        inst.tcspc,
+                        x_range=(x0 - w, x0 + w),
+                        y_range=(y0 - w, y0 + w),
+                        step=settings.raster_step_um,
+                    ),
+                ),
+                (
+                    "bias_steps",
+                    plans.bias_steps(inst.tcspc, inst.pot, PAPER_BIASES, settings.dwell_s),
+                ),
+                (
+                    "cv_scan",
+                    plans.cv_scan(
+                        inst.tcspc, inst.pot, 0.0, -2.0, 0.0, settings.cv_rate_v_per_s, 1
+                    ),
+                ),
+                (
+                    "g2_measurement",
+                    plans.g2_measurement(
+                        inst.tcspc, settings.g2_duration_s, potentiostat=inst.pot, bias=0.0
+                    ),
+                ),
+            ]
+            try:
+                for name, plan in steps:
+                    echo(f"{name} ...")
+                    uids = RE(plan)
+                    if uids:
+                        result.raw_uids[name] = uids[0]
+                if not analyzer.wait(60):
+                    echo("warning: the live analysis did not finish within 60 s")
+            finally:
+                for device in inst:
+                    device.destroy()
+        echo("simulated instrument stopped")
+        for name, uid in result.raw_uids.items():
+            outcome = analyzer.outcomes.get(uid)
+            if outcome is not None:
+                result.derived_uids[name] = outcome.derived_uid
+                if outcome.exit_status != "success":
+                    echo(
+                        f"warning: analysis of {name} ended {outcome.exit_status}: {outcome.reason}"
+                    )
+        runs = [
+            (result.raw_uids[name], derived_from_run(catalog.client[uid]))
+            for name, uid in result.derived_uids.items()
+            if name != "find_dot"
+        ]
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        report = write_report(catalog.reports_dir / f"demo-{stamp}", runs)
+        result.report_dir = report.directory
+        result.summary = report.summary
+    result.seconds = time.monotonic() - t_start
+    return result
