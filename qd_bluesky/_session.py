@@ -152,7 +152,6 @@ def build_session(
         instrument = connect_instrument(prefix, timeout=connect_timeout)
     except InstrumentNotConnectedError as exc:
         logger.warning("%s", exc)
-        print(f"qd-bluesky: warning: {exc}")
         instrument = make_instrument(prefix)
 
     # Pause (and resume) plans while the laser interlock is open.

@@ -22,7 +22,10 @@ _COMMANDS = {
     "sim": "._sim",
     "run": "._run",
     "demo": "._demo",
+    "report": "._report",
+    "ipython-profile": "._profile",
     "runs": "._runs",
+    "replay": "._replay",
 }
 
 EXIT_USAGE = 2
