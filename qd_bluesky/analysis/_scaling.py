@@ -146,43 +146,42 @@ def gamma_ratio_from_pairs(
 # --------------------------------------------------------------------------------------------
 
 
-def _gmm(points: NDArray, means: NDArray, iters: int = 200) -> tuple[NDArray, NDArray, NDArray]:
-    """2-D Gaussian mixture by expectation-maximisation from the given starting means.
+#: X- lies at least log 2 below X0 in log lifetime (Eq. 1 with r >= 0); modes closer than
+#: about three bandwidths blur into one, so wider kernels would hide X- in X0.
+_MAX_BANDWIDTH = math.log(2.0) / 3
 
-    Returns the means, covariances and responsibilities (points x components).
+
+def _density_modes(pts: NDArray, h: float, min_points: int) -> NDArray:
+    """Modes of the kernel density estimate (Gaussian, bandwidth ``h``) of 2-D points.
+
+    The points are binned on a grid of ``h / 4`` cells and smoothed by the kernel; the modes
+    are the grid's local maxima (to within ``h / 8``; binning adds only ``(h/4)^2 / 12`` to the
+    kernel variance) where the density could hold a cluster of ``min_points``. Maxima closer
+    than ``h / 2`` are one mode. Returns the modes, densest first.
     """
-    k = means.shape[0]
-    n = points.shape[0]
-    floor = 1e-6 * np.eye(2)
-    spread = np.cov(points.T) / k**2 + floor
-    covs = np.repeat(spread[None], k, axis=0)
-    weights = np.full(k, 1.0 / k)
-    resp = np.zeros((n, k))
-    for _ in range(iters):
-        # E step, in logs so that far points do not underflow every component.
-        logp = np.empty((n, k))
-        for i in range(k):
-            d = points - means[i]
-            inv = np.linalg.inv(covs[i])
-            _, logdet = np.linalg.slogdet(covs[i])
-            logp[:, i] = math.log(weights[i] + 1e-300) - 0.5 * (
-                np.einsum("nj,jk,nk->n", d, inv, d) + logdet
-            )
-        logp -= logp.max(axis=1, keepdims=True)
-        new = np.exp(logp)
-        new /= new.sum(axis=1, keepdims=True)
-        converged = np.abs(new - resp).max() < 1e-8
-        resp = new
-        # M step.
-        nk = resp.sum(axis=0) + 1e-12
-        weights = nk / n
-        means = (resp.T @ points) / nk[:, None]
-        for i in range(k):
-            d = points - means[i]
-            covs[i] = (resp[:, i, None] * d).T @ d / nk[i] + floor
-        if converged:
-            break
-    return means, covs, resp
+    from scipy import ndimage  # only this estimator needs ndimage: import it on first use
+
+    # The grid spans all but the most extreme 0.1 % on each side (failed fits can sit decades
+    # away), and at most 1024 cells per axis.
+    lo = np.quantile(pts, 0.001, axis=0) - 4 * h
+    hi = np.quantile(pts, 0.999, axis=0) + 4 * h
+    n_cells = np.minimum(np.ceil((hi - lo) / (h / 4)), 1024).astype(int)
+    hist, ex, ey = np.histogram2d(
+        pts[:, 0], pts[:, 1], bins=n_cells, range=np.column_stack([lo, hi])
+    )
+    sigma = h / np.array([ex[1] - ex[0], ey[1] - ey[0]])
+    dens = ndimage.gaussian_filter(hist, sigma, mode="constant", truncate=4.0)
+    # In points per cell: a cluster of min_points with a spread up to ~sqrt(3) h peaks above
+    # this floor, so fainter maxima (stray bins) are no candidates.
+    floor = min_points / (2 * math.pi * sigma[0] * sigma[1]) / 4
+    ix, iy = np.nonzero((dens == ndimage.maximum_filter(dens, size=3)) & (dens > floor))
+    order = np.argsort(-dens[ix, iy])[:200]  # pathological data: the 200 highest suffice
+    peaks = np.column_stack([(ex[:-1] + ex[1:])[ix[order]], (ey[:-1] + ey[1:])[iy[order]]]) / 2
+    kept: list[NDArray] = []
+    for p in peaks:
+        if all(np.hypot(*(p - k)) > h / 2 for k in kept):
+            kept.append(p)
+    return np.array(kept).reshape(-1, 2)
 
 
 def gamma_ratio_from_flid(
@@ -190,20 +189,30 @@ def gamma_ratio_from_flid(
     lifetime_s: ArrayLike,
     *,
     min_points: int = 10,
+    bandwidth: float = 0.08,
 ) -> GammaRatio:
     """``gamma_A / gamma_0`` from the FLID points of a 0 V trace: the X0 and X- clusters.
 
-    The points are clustered in the log (lifetime, intensity) plane by a three-component Gaussian
-    mixture, seeded at the bright long-lived corner (X0), the short-lived end (X+) and in
-    between (X-). Eq. 1-2 put every negative state at ``tau_X0 / tau = N I_X0 / I`` (``N``
-    electrons; X- at ``N = 2``); the positive trion is dim *and* short (a few ns), far off that
-    branch. So the shortest-lived cluster is taken as X+, and left out, when
-    ``tau_X0 / tau > 4 I_X0 / I`` (more than 4 electrons at 0 V: not a negative state) and the
-    middle cluster holds at least ``min_points``; otherwise (a dot that does not visit X+) a
-    two-component mixture, X0 and X-, is used. Each cluster's centre is the median of the
-    log-points that belong to it with probability above 0.9 (so bins flickering between X0 and
-    X- do not drag it), and the centres go to :func:`gamma_ratio_from_pairs` with the standard
-    errors of those medians.
+    The points are placed in the plane of log lifetime and log intensity. There Eq. 1-2 give
+    every negative state the same radiative-rate ratio whatever ``r``,
+    ``(I / I_X0) (tau_X0 / tau) = N`` (the radiative rate counts the ``N`` electrons), so X- lies
+    on the line ``N = 2`` and ``r`` only sets how far along it. The positive trion, dim *and*
+    short (a few ns), lies far off that branch (``N`` about 6 for the paper's dots).
+
+    1. The clusters are the modes of a kernel density estimate of the points (Gaussian kernel
+       of width ``bandwidth``, evaluated on a fine grid). Unlike the components of a fitted
+       mixture, density modes cannot collapse into an empty region, and bins that mix two
+       states within one FLID bin, spread thinly between the modes, do not drag them.
+    2. X0 is the brightest, longest-lived mode (largest ``log tau + log I``) among those holding
+       at least ``min_points`` points and 5 % of the largest cluster: by Eq. 1-2 every other
+       state, and every mixture of states, is both dimmer and shorter.
+    3. X- is the most populated mode whose ``N`` is nearer 2 than 1 or 3
+       (``sqrt 2 < N < sqrt 6``).
+    4. X+ (reported, not used) is the most populated mode with ``N > 4`` and
+       ``tau < tau_X0 / 4``: no negative state at 0 V has more than 4 electrons.
+    5. Each cluster's centre is the median of the points nearer its mode than any other and
+       within two bandwidths of it; the centres of X0 and X- go to
+       :func:`gamma_ratio_from_pairs` with the standard errors of those medians.
 
     Parameters
     ----------
@@ -211,12 +220,28 @@ def gamma_ratio_from_flid(
         One point per FLID bin; NaN or non-positive points are ignored.
     min_points
         Fewest points a cluster must hold.
+    bandwidth
+        Smoothing scale of the density in natural-log units (0.08: 8 % in lifetime and
+        intensity, about the scatter of a 20 ms bin). From 0.03 to 0.2 the simulated 0 V
+        traces give the same ``r``; at most ``log(2) / 3``, since X- lies at least ``log 2``
+        below X0 in log lifetime and wider kernels merge the two.
 
     Returns
     -------
     GammaRatio
         With ``x0``, ``xm`` (and ``xp`` when found) cluster centres as ``(lifetime_s, cps)``.
+
+    Raises
+    ------
+    AnalysisError
+        When the points hold no X0 cluster or no X- cluster beside it.
     """
+    if not (isinstance(min_points, (int, np.integer)) and min_points >= 2):
+        raise ValueError(f"min_points must be an integer >= 2, got {min_points!r}")
+    if not (0 < bandwidth <= _MAX_BANDWIDTH):
+        raise ValueError(
+            f"bandwidth must be in (0, {_MAX_BANDWIDTH:.2f}] (log units), got {bandwidth!r}"
+        )
     inten = np.asarray(intensity_cps, dtype=np.float64).ravel()
     life = np.asarray(lifetime_s, dtype=np.float64).ravel()
     if inten.shape != life.shape:
@@ -225,68 +250,76 @@ def gamma_ratio_from_flid(
         )
     good = np.isfinite(inten) & np.isfinite(life) & (inten > 0) & (life > 0)
     pts = np.column_stack([np.log(life[good]), np.log(inten[good])])
-    if pts.shape[0] < 2 * min_points:
-        raise AnalysisError(
-            f"too few FLID points to find X0 and X- ({pts.shape[0]} < {2 * min_points})"
-        )
+    n = pts.shape[0]
+    if n < 2 * min_points:
+        raise AnalysisError(f"too few FLID points to find X0 and X- ({n} < {2 * min_points})")
 
-    # Seeds: X0 at the bright, long corner; X+ at the short end; X- between them.
-    lt, li = pts[:, 0], pts[:, 1]
-    x0 = np.array([np.quantile(lt, 0.9), np.quantile(li, 0.9)])
-    xp = np.array([np.quantile(lt, 0.02), np.quantile(li, 0.05)])
-    xm = np.array([x0[0] - math.log(3.0), x0[1] - math.log(1.5)])
-    means, _, resp = _gmm(pts, np.array([x0, xm, xp]))
-    order = np.argsort(-means[:, 0])  # longest first: X0, X-, X+
-    means, resp = means[order], resp[:, order]
-    counts = (resp > 0.9).sum(axis=0)
-    gap_tau = means[0, 0] - means[2, 0]
-    gap_int = means[0, 1] - means[2, 1]
-    is_xp = gap_tau > math.log(4.0) + gap_int and counts[1] >= min_points
-    if is_xp:
-        xp_centre = _centre(pts, resp[:, 2])
-    else:
-        # No separate short, dim cluster: two components, X0 and X-.
-        means, _, resp = _gmm(pts, np.array([x0, xm]))
-        resp = resp[:, np.argsort(-means[:, 0])]
-        xp_centre = None
-    c0, cm = _centre(pts, resp[:, 0]), _centre(pts, resp[:, 1])
-    for name, c in (("X0", c0), ("X-", cm)):
-        if c is None or c[2] < min_points:
-            raise AnalysisError(f"no clear {name} cluster among the {pts.shape[0]} FLID points")
+    h = float(bandwidth)
+    modes = _density_modes(pts, h, min_points)
+    if modes.shape[0] == 0:
+        raise AnalysisError(f"no clear X0 cluster among the {n} FLID points")
+    # Members: the points nearer a mode than any other, within two bandwidths of it.
+    d2 = ((pts[:, None, :] - modes[None, :, :]) ** 2).sum(axis=-1)
+    nearest = d2.argmin(axis=1)
+    member = (nearest[:, None] == np.arange(modes.shape[0])) & (d2 < (2 * h) ** 2)
+    counts = member.sum(axis=0)
+
+    big = counts >= max(min_points, 0.05 * counts.max())
+    if not big.any():
+        raise AnalysisError(f"no clear X0 cluster among the {n} FLID points")
+    k0 = np.flatnonzero(big)[np.argmax(modes[big].sum(axis=1))]
+    # log of the radiative-rate ratio N = (I / I_X0) (tau_X0 / tau) of each mode.
+    log_tau_ratio = modes[k0, 0] - modes[:, 0]
+    log_n = log_tau_ratio - (modes[k0, 1] - modes[:, 1])
+    populated = counts >= min_points
+    is_xm = populated & (log_n > 0.5 * math.log(2.0)) & (log_n < 0.5 * math.log(6.0))
+    is_xp = populated & (log_n > math.log(4.0)) & (log_tau_ratio > math.log(4.0))
+    if not is_xm.any():
+        x0 = np.exp(modes[k0])
+        raise AnalysisError(
+            f"no X- cluster beside X0 ({x0[0] * 1e9:.3g} ns, {x0[1]:.4g} cps) among the {n} "
+            f"FLID points"
+        )
+    km = np.flatnonzero(is_xm)[np.argmax(counts[is_xm])]
+    kp = np.flatnonzero(is_xp)[np.argmax(counts[is_xp])] if is_xp.any() else None
+
+    c0, cm = _centre(pts[member[:, k0]]), _centre(pts[member[:, km]])
+    tau0, i0, taum, im = (math.exp(v) for v in (*c0[0], *cm[0]))
     est = gamma_ratio_from_pairs(
-        math.exp(c0[0][0]),
-        math.exp(c0[0][1]),
-        math.exp(cm[0][0]),
-        math.exp(cm[0][1]),
-        tau_x0_err=math.exp(c0[0][0]) * c0[1][0],
-        intensity_x0_err=math.exp(c0[0][1]) * c0[1][1],
-        tau_xm_err=math.exp(cm[0][0]) * cm[1][0],
-        intensity_xm_err=math.exp(cm[0][1]) * cm[1][1],
+        tau0,
+        i0,
+        taum,
+        im,
+        tau_x0_err=tau0 * c0[1][0],
+        intensity_x0_err=i0 * c0[1][1],
+        tau_xm_err=taum * cm[1][0],
+        intensity_xm_err=im * cm[1][1],
     )
-    as_point = lambda c: (float(math.exp(c[0][0])), float(math.exp(c[0][1])))  # noqa: E731
+    xp = None
+    if kp is not None:
+        cp = np.exp(_centre(pts[member[:, kp]])[0])
+        xp = (float(cp[0]), float(cp[1]))
     return GammaRatio(
         r=est.r,
         stderr=est.stderr,
         from_lifetime=est.from_lifetime,
         from_intensity=est.from_intensity,
         chi2=est.chi2,
-        x0=as_point(c0),
-        xm=as_point(cm),
-        xp=None if xp_centre is None else as_point(xp_centre),
+        x0=(tau0, i0),
+        xm=(taum, im),
+        xp=xp,
     )
 
 
-def _centre(pts: NDArray, resp: NDArray) -> tuple[NDArray, NDArray, int] | None:
-    """Median, its standard error and the number of the points surely in a cluster.
+def _centre(sel: NDArray) -> tuple[NDArray, NDArray]:
+    """Median of a cluster's log-points and its standard error.
 
-    The median keeps bins that flicker between two states (spread along the line joining them)
-    from pulling the centre; its standard error is ``sqrt(pi/2) sd / sqrt(n)`` for a normal core.
+    The median keeps the few bins that mix two states (spread along the line joining them)
+    from pulling the centre; its standard error is ``sqrt(pi/2) sd / sqrt(n)`` for a normal
+    core.
     """
-    sel = pts[resp > 0.9]
-    if sel.shape[0] < 2:
-        return None
     err = math.sqrt(math.pi / 2) * sel.std(axis=0, ddof=1) / math.sqrt(sel.shape[0])
-    return np.median(sel, axis=0), err, sel.shape[0]
+    return np.median(sel, axis=0), err
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,17 +428,44 @@ class ScalingModel:
         self,
         intensity_cps: ArrayLike,
         lifetime_s: ArrayLike,
-        tolerance: float = 0.25,
+        tolerance: float = 0.1,
         *,
         min_points: int = 5,
+        n_sigma: float = 2.0,
     ) -> int:
         """The highest charge state up to which the measured points follow Eq. 1-2.
 
         Points are given their charge state by lifetime (``assign(..., by="lifetime")``); for
-        each state with at least ``min_points`` points the median of
-        ``log(I_measured / I_model(state))`` is compared with ``log(1 + tolerance)``. Walking up
-        from X0, the answer is the last state before the first one that departs (states with
-        too few points are passed over).
+        each state with at least ``min_points`` points, the median ``m`` of
+        ``log(I_measured / I_model(state))`` is taken with its standard error ``s`` (from the
+        points' own scatter, ``1.2533 * 1.4826 MAD / sqrt(n)``). The state departs from the
+        model when ``|m|`` exceeds both ``log(1 + tolerance)`` and ``n_sigma * s``: the
+        tolerance is the physical threshold, the second condition keeps a sparse, noisy state
+        from ending the walk by chance. Walking up from X0, the answer is the last state before
+        the first one that departs (states with too few points are passed over).
+
+        The default tolerance, 10 %, suits both kinds of input. Per-state intensities (each
+        state's photons fitted separately) follow Eq. 1-2 to a few % until the departure, which
+        is then -30 % or more. In a 20 ms FLID of a CV scan the dot switches among neighbouring
+        states within every bin, so the bins that a lifetime assigns to the first departing
+        state are diluted by the state below: in simulated CV scans of the batch-2 dot, its
+        -43 % at X13- shows as only -5 to -14 % (X14-: -14 to -23 %), while X0 to X11- stay
+        within 3 % and X12- within 7 %. The former default, 25 %, then answered one or two
+        states too high; 7 % can stop one state early. From a FLID, expect the true answer or
+        one more. (Comparing each state with the trend of the states below it instead would
+        not help: the departure is diluted, not offset, and a trend would absorb a gradual
+        departure.)
+
+        Parameters
+        ----------
+        intensity_cps, lifetime_s
+            The points (background subtracted, as the model's intensities are).
+        tolerance
+            Largest relative intensity deviation of a state that follows the model.
+        min_points
+            Fewest points a state needs to be judged.
+        n_sigma
+            A departure must also exceed this many standard errors of the state's median.
 
         Returns
         -------
@@ -414,16 +474,22 @@ class ScalingModel:
         """
         if not tolerance > 0:
             raise ValueError(f"tolerance must be positive, got {tolerance!r}")
+        if not n_sigma >= 0:
+            raise ValueError(f"n_sigma must be >= 0, got {n_sigma!r}")
         inten = np.asarray(intensity_cps, dtype=np.float64).ravel()
         states = self.assign(inten, np.asarray(lifetime_s, dtype=np.float64).ravel(), by="lifetime")
         limit = math.log1p(tolerance)
         last = -1
         for k in range(self.n_max + 1):
             sel = states == k
-            if sel.sum() < min_points:
+            n = int(sel.sum())
+            if n < min_points:
                 continue
-            resid = np.median(np.log(inten[sel] / self.intensity_cps(k)))
-            if abs(resid) > limit:
+            resid = np.log(inten[sel] / self.intensity_cps(k))
+            med = float(np.median(resid))
+            # Standard error of a median, from the robust (MAD) scatter of a normal core.
+            stderr = 1.2533 * 1.4826 * float(np.median(np.abs(resid - med))) / math.sqrt(n)
+            if abs(med) > max(limit, n_sigma * stderr):
                 break
             last = k
         return last
