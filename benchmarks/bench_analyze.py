@@ -17,10 +17,8 @@ Prints M photons/s for each and the ratio. Best of ``--repeat`` runs, one core.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -38,6 +36,7 @@ from qd_bluesky.analysis import (
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "analysis"))
 sys.path.insert(0, str(HERE))
+from bench_kernels import best_time  # noqa: E402
 from synthetic import generate  # noqa: E402
 
 try:
@@ -48,15 +47,6 @@ except ImportError:  # optional: the "bench" extra
 TEMPLATE = HERE.parent / "tests" / "data" / "hydraharp_v20_t3.ptu"
 OVERFLOW_SYNCS = 1024  # HydraHarp v2 T3: nsync has 10 bits
 PERIOD, DT = 400e-9, 25e-12  # the paper's TimeHarp 260 at 2.5 MHz
-
-
-def best_time(fn, repeat: int):
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def _header(n_records: int) -> bytes:

@@ -1,1 +1,56 @@
-"""(under construction)"""
+"""Bluesky plans of the single-dot experiment, and their plan stubs.
+
+Plans open one run each and validate all their arguments when first iterated, before any
+message that moves hardware::
+
+    from qd_bluesky.plans import bias_steps, cv_scan
+
+    RE(bias_steps(tcspc, pot, [0, -1.4, -1.7, -1.8, -2.0], dwell=60))
+    RE(cv_scan(tcspc, pot, 0, -2, 0, rate=0.2, cycles=1))
+
+Runs that record photons carry a ``qd`` block in their start document (how to map each
+photon to its bias; see :func:`qd_block`), a ``primary`` stream of segment markers and a
+``photons`` stream announced by the TCSPC card.
+"""
+
+from ._bias import bias_steps
+from ._cv import bias_cycling, cv_scan
+from ._g2 import g2_measurement
+from ._md import MARKER_STREAM, PHOTON_STREAM, QD_SCHEMA, qd_block
+from ._stage import DOT_STREAM, RasterMap, find_dot, locate_dot, raster_scan
+from ._stubs import (
+    acquire_photons,
+    collect_until_done,
+    finish_photons,
+    mark_segment,
+    run_cv,
+    set_bias,
+    start_photons,
+    stop_cv,
+)
+from ._validate import MAX_RASTER_POINTS
+
+__all__ = [
+    "DOT_STREAM",
+    "MARKER_STREAM",
+    "MAX_RASTER_POINTS",
+    "PHOTON_STREAM",
+    "QD_SCHEMA",
+    "RasterMap",
+    "acquire_photons",
+    "bias_cycling",
+    "bias_steps",
+    "collect_until_done",
+    "cv_scan",
+    "find_dot",
+    "finish_photons",
+    "g2_measurement",
+    "locate_dot",
+    "mark_segment",
+    "qd_block",
+    "raster_scan",
+    "run_cv",
+    "set_bias",
+    "start_photons",
+    "stop_cv",
+]

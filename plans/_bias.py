@@ -1,0 +1,104 @@
+"""Static bias steps with photons over each dwell."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bluesky.protocols import Flyable, Movable, Readable
+from bluesky.utils import CustomPlanMetadata, MsgGenerator
+
+from . import _validate as check
+from ._md import qd_block, start_md
+from ._run import photon_run
+from ._stubs import acquire_photons, mark_segment, restoring_bias, set_bias
+
+
+def bias_steps(
+    tcspc: Flyable,
+    potentiostat: Movable,
+    biases: Sequence[float],
+    dwell: float,
+    *,
+    readables: Sequence[Readable] = (),
+    collect_period: float = 0.5,
+    md: CustomPlanMetadata | None = None,
+) -> MsgGenerator[str]:
+    """Hold the dot at each bias for ``dwell`` seconds while photons are recorded.
+
+    One run, one photon file. The acquisition starts first; then for every bias: move and
+    wait until it has settled, record a marker event in ``primary`` (the photon index, the
+    settled bias and current, the rate meters, ``readables``), and collect photons every
+    ``collect_period`` seconds over the dwell. Segment k holds the photon rows from marker k
+    to marker k + 1 (the last ones to the end of the file); the photons recorded while
+    moving to the first bias belong to no segment. Afterwards the bias returns to where it
+    was before the plan, also when the plan fails or is aborted.
+
+    The paper: 60 s per bias at 0, -1.4, -1.7, -1.8 and -2 V::
+
+        RE(bias_steps(tcspc, pot, [0, -1.4, -1.7, -1.8, -2.0], 60))
+
+    Parameters
+    ----------
+    tcspc : Flyable
+        The TCSPC card (:class:`qd_bluesky.devices.TcspcCard`).
+    potentiostat : Movable
+        The potentiostat (:class:`qd_bluesky.devices.Potentiostat`).
+    biases : sequence of float
+        Biases (V vs the quasi-reference), in order; each must lie in the potentiostat's
+        safe window.
+    dwell : float
+        Seconds of photons at each bias (after it has settled).
+    readables : sequence of Readable, optional
+        Extra devices read in every marker event (e.g. the laser).
+    collect_period : float, optional
+        Seconds between announcements of new photon rows (the live analysis' latency).
+    md : dict, optional
+        Metadata for the start document.
+
+    Returns
+    -------
+    str
+        The run's uid.
+
+    Raises
+    ------
+    UnsafeBiasError
+        A bias outside the safe window, before anything moves.
+    ValueError
+        Bad arguments (empty ``biases``, ``dwell`` or ``collect_period`` <= 0, ...), before
+        anything moves.
+    """
+    plan = "bias_steps"
+    check.photon_card(tcspc, plan)
+    check.potentiostat(potentiostat, plan)
+    setpoints = check.biases(potentiostat, biases, plan)
+    dwell = check.positive(dwell, "dwell", plan, "s")
+    collect_period = check.positive(collect_period, "collect_period", plan, "s")
+    extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
+    user_md = check.metadata(md, plan)
+
+    _md = start_md(
+        plan,
+        {
+            "tcspc": repr(tcspc),
+            "potentiostat": repr(potentiostat),
+            "biases": setpoints,
+            "dwell": dwell,
+            "readables": list(map(repr, extra)),
+            "collect_period": collect_period,
+        },
+        detectors=[tcspc, *extra],
+        motors=[potentiostat],
+        num_points=len(setpoints),
+        user_md=user_md,
+        hints={"dimensions": [[[potentiostat.readback.name], "primary"]]},
+        qd=qd_block(tcspc, potentiostat, segments="steps", bias_setpoints=setpoints),
+    )
+
+    def steps() -> MsgGenerator[None]:
+        for bias in setpoints:
+            yield from set_bias(potentiostat, bias)
+            yield from mark_segment(tcspc, potentiostat, extra)
+            yield from acquire_photons(tcspc, dwell, collect_period)
+
+    return (yield from restoring_bias(potentiostat, photon_run(tcspc, steps(), _md)))

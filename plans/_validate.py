@@ -1,0 +1,173 @@
+"""Argument checks that run when a plan is first iterated, before it yields any message.
+
+Every check raises a ``ValueError`` (or the devices' :class:`UnsafeBiasError`, itself a
+``ValueError``) whose one-line message starts with the plan's name and names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Largest raster accepted (points); at >= 0.5 s per point (one rate-meter gate) 10 000 points
+#: already take 1.4 h, so more is almost certainly a wrong step or range.
+MAX_RASTER_POINTS = 10_000
+
+
+def number(value: Any, name: str, plan: str, unit: str = "") -> float:
+    """``value`` as a finite float, or ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{plan}: {name} must be a number{_in(unit)}, not {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{plan}: {name} must be finite, not {value}")
+    return value
+
+
+def positive(value: Any, name: str, plan: str, unit: str = "") -> float:
+    """``value`` as a finite float > 0."""
+    value = number(value, name, plan, unit)
+    if value <= 0:
+        raise ValueError(f"{plan}: {name} must be > 0{_sp(unit)}, not {value:g}")
+    return value
+
+
+def whole(value: Any, name: str, plan: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (an integral float such as 2.0 is accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{plan}: {name} must be a whole number >= {minimum}, not {value!r}")
+    if not (math.isfinite(float(value)) and float(value) == int(value) and value >= minimum):
+        raise ValueError(f"{plan}: {name} must be a whole number >= {minimum}, not {value!r}")
+    return int(value)
+
+
+def bias(potentiostat: Any, value: Any, name: str, plan: str) -> float:
+    """``value`` as a float inside the potentiostat's safe window (``UnsafeBiasError`` if not)."""
+    value = number(value, name, plan, "V")
+    try:
+        potentiostat.check_value(value, what=name)
+    except ValueError as exc:  # UnsafeBiasError is one; keep its type, add the plan
+        raise type(exc)(f"{plan}: {exc}") from None
+    return value
+
+
+def biases(potentiostat: Any, values: Any, plan: str) -> list[float]:
+    """A non-empty sequence of safe biases, as floats."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise ValueError(f"{plan}: biases must be a sequence of biases (V), not {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{plan}: biases is empty: give at least one bias (V)")
+    return [bias(potentiostat, v, f"biases[{i}]", plan) for i, v in enumerate(values)]
+
+
+def photon_card(tcspc: Any, plan: str) -> None:
+    """``tcspc`` looks like a :class:`~qd_bluesky.devices.TcspcCard` (a flyer with rate meters)."""
+    needed = ("kickoff", "complete", "describe_collect", "collect_asset_docs", "rates", "data_keys")
+    missing = [attr for attr in needed if not hasattr(tcspc, attr)]
+    if not missing and not hasattr(tcspc.rates, "num_photons"):
+        missing = ["rates.num_photons"]
+    if missing:
+        raise ValueError(
+            f"{plan}: tcspc must be the TCSPC card (a flyer with rate meters, e.g. "
+            f"qd_bluesky.devices.TcspcCard); {_name(tcspc)} has no {', '.join(missing)}"
+        )
+
+
+def potentiostat(pot: Any, plan: str, *, cv: bool = False) -> None:
+    """``pot`` looks like a :class:`~qd_bluesky.devices.Potentiostat` (and has ``cv`` if asked)."""
+    needed = ("set", "check_value", "limits", "readback") + (("cv", "current") if cv else ())
+    missing = [attr for attr in needed if not hasattr(pot, attr)]
+    if missing:
+        raise ValueError(
+            f"{plan}: potentiostat must be a potentiostat (e.g. qd_bluesky.devices."
+            f"Potentiostat); {_name(pot)} has no {', '.join(missing)}"
+        )
+
+
+def readables(values: Any, plan: str, *, taken: Sequence[Any]) -> list[Any]:
+    """Extra readables: a sequence of readable devices, none of which the plan reads already."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ValueError(f"{plan}: readables must be a sequence of devices, not {values!r}")
+    values = list(values)
+    for i, dev in enumerate(values):
+        if not (hasattr(dev, "read") and hasattr(dev, "describe")):
+            raise ValueError(f"{plan}: readables[{i}] ({_name(dev)}) is not readable")
+        if any(dev is t for t in taken):
+            raise ValueError(
+                f"{plan}: readables[{i}] ({_name(dev)}) is read by the plan already; leave it out"
+            )
+    return values
+
+
+def metadata(md: Any, plan: str) -> dict[str, Any]:
+    """User metadata: a mapping that does not override the plan's ``qd`` block."""
+    if md is None:
+        return {}
+    if not isinstance(md, dict):
+        raise ValueError(f"{plan}: md must be a dict, not {type(md).__name__}")
+    if "qd" in md:
+        raise ValueError(
+            f"{plan}: md['qd'] is reserved (the plan describes its photon stream there); "
+            "use another key"
+        )
+    return md
+
+
+def stage(stage: Any, plan: str) -> None:
+    """``stage`` has movable ``x`` and ``y`` axes."""
+    for axis in ("x", "y"):
+        if not hasattr(getattr(stage, axis, None), "set"):
+            raise ValueError(
+                f"{plan}: stage must have movable x and y axes (e.g. qd_bluesky.devices."
+                f"PiezoStage); {_name(stage)}.{axis} is missing or not movable"
+            )
+
+
+def raster_axis(axis: Any, span: Any, step: float, name: str, plan: str) -> np.ndarray:
+    """The positions of one raster axis: ``lo, lo + step, ...`` up to ``hi`` (um)."""
+    if isinstance(span, (str, bytes)) or not isinstance(span, (Sequence, np.ndarray)):
+        raise ValueError(f"{plan}: {name} must be (start, stop) in um, not {span!r}")
+    if len(span) != 2:
+        raise ValueError(f"{plan}: {name} must be (start, stop) in um, not {span!r}")
+    lo, hi = (number(v, f"{name}[{i}]", plan, "um") for i, v in enumerate(span))
+    if hi < lo:
+        raise ValueError(f"{plan}: {name} must be increasing (start <= stop), not ({lo}, {hi})")
+    # (1e-9 of a step: a range written as start + step is not a float-exact multiple)
+    if hi > lo and step > (hi - lo) + 1e-9 * step:
+        raise ValueError(
+            f"{plan}: step {step:g} um is larger than {name} ({lo:g} to {hi:g} um): nothing "
+            "to raster"
+        )
+    for end in (lo, hi):
+        try:
+            axis.check_value(end)
+        except ValueError as exc:
+            raise ValueError(f"{plan}: {name}: {exc}") from None
+    # A range that is not a multiple of the step stops at the last point inside it.
+    n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    return lo + step * np.arange(n)
+
+
+def raster_points(nx: int, ny: int, plan: str) -> None:
+    """Refuse rasters so large they are almost certainly a mistake."""
+    if nx * ny > MAX_RASTER_POINTS:
+        raise ValueError(
+            f"{plan}: {ny} x {nx} = {nx * ny} raster points is more than {MAX_RASTER_POINTS} "
+            "(at >= 0.5 s per point); use a larger step or a smaller range"
+        )
+
+
+def _name(obj: Any) -> str:
+    return getattr(obj, "name", None) or repr(obj)
+
+
+def _in(unit: str) -> str:
+    return f" (in {unit})" if unit else ""
+
+
+def _sp(unit: str) -> str:
+    return f" {unit}" if unit else ""
