@@ -33,10 +33,16 @@ class Report:
 
 
 def _merge(runs: Sequence[tuple[str, DerivedData]]) -> DerivedData:
-    """One view of several runs: each stream from the first run that has it, except that
-    the scaling model of a bias-step run (which has a 0 V reference) is preferred."""
+    """One view of several runs: each stream from the first run that has it.
+
+    The scaling fit of a CV scan is kept apart as ``cv_scaling``: its charge-state tomography
+    decides the last state that follows the model, while gammaA/gamma0 comes from the static
+    0 V trace of a bias-step run when there is one.
+    """
     merged: DerivedData = {}
     for _, derived in runs:
+        if "tomography" in derived and "scaling" in derived:
+            merged.setdefault("cv_scaling", derived["scaling"])
         for stream, data in derived.items():
             merged.setdefault(stream, data)
     return merged

@@ -55,7 +55,8 @@ def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, 
         values = scaling.get(key)
         return None if values is None or len(values) == 0 else values[-1]
 
-    last_state = first("last_state_following_model")
+    cv = derived.get("cv_scaling", {}).get("last_state_following_model")
+    last_state = cv[-1] if cv is not None and len(cv) else first("last_state_following_model")
     return {
         "raw_uid": raw_uid,
         "per_bias": per_bias,
