@@ -34,10 +34,11 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
+        # 8 s at 0 V holds enough X- visits for the X0/X- clusters of the FLID.
         return cls(
-            dwell_s=6.0,
+            dwell_s=8.0,
             cv_rate_v_per_s=1.0,
-            g2_duration_s=8.0,
+            g2_duration_s=5.0,
             raster_half_width_um=1.0,
             raster_step_um=1.0,
         )

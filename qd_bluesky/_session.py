@@ -120,8 +120,7 @@ def build_session(
     from bluesky.utils import ProgressBarManager
 
     from . import plans as qd_plans
-    from .callbacks import subscribe_live_analysis
-    from .callbacks._plots import LivePhotonPlots
+    from .callbacks import LivePhotonPlots, subscribe_live_analysis
     from .catalog import open_catalog
     from .devices import InstrumentNotConnectedError, connect_instrument, make_instrument
 

@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="D", help="data directory holding the catalog")
     p.add_argument("--catalog", metavar="URI", help="Tiled server URI instead of the embedded one")
     p.add_argument("--json", action="store_true", help="print a JSON object on stdout")
+    p.add_argument(
+        "--no-write",
+        action="store_true",
+        help="only compare: do not write the replayed derived run to the catalog",
+    )
     p.set_defaults(func=run)
 
 
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..catalog import open_catalog
 
     with open_catalog(args.data_dir, uri=args.catalog, create=False) as catalog:
-        result = replay(catalog, args.uid)
+        result = replay(catalog, args.uid, write=not args.no_write)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
@@ -41,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
 def format_result(result) -> str:
     """A few readable lines about a :class:`~qd_bluesky.callbacks.ReplayResult`."""
+    written = result.derived_uid or "(not written)"
     lines = [
         f"raw run      {result.raw_uid}",
-        f"replayed as  {result.derived_uid} ({result.exit_status}, {result.photons} photons, "
+        f"replayed as  {written} ({result.exit_status}, {result.photons} photons, "
         f"{result.seconds:.2f} s)",
     ]
     if result.reason:

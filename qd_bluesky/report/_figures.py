@@ -92,7 +92,9 @@ def decay_histograms(derived: DerivedData, path: Path) -> Path | None:
         y = row[:n].reshape(-1, factor).sum(axis=1)
         x = t[:n].reshape(-1, factor)[:, 0]
         frac = 0.0 if span[1] == span[0] else (biases[i] - span[0]) / (span[1] - span[0])
-        tau = float(np.ravel(dec.get("lifetime_ns", [np.nan] * len(counts)))[i])
+        # the mono-exponential lifetime, as in the summary table (bias_dependence)
+        lifetimes = dec.get("mono_lifetime_ns", dec.get("lifetime_ns", [np.nan] * len(counts)))
+        tau = float(np.ravel(lifetimes)[i])
         ax.semilogy(
             x,
             y / y.max(),

@@ -12,20 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..callbacks import DERIVED_STREAMS
+
 #: stream -> field -> array, one row per event.
 DerivedData = dict[str, dict[str, np.ndarray]]
-
-#: Streams of a derived run, in the order the report uses them (see docs/architecture.md).
-DERIVED_STREAMS = (
-    "trace",
-    "flid",
-    "decay",
-    "g2",
-    "bias_dependence",
-    "flid_map",
-    "scaling",
-    "tomography",
-)
 
 
 def derived_from_run(run: Any) -> DerivedData:

@@ -63,6 +63,7 @@ def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, 
         "gamma_ratio": _num(first("gamma_ratio")),
         "gamma_ratio_stderr": _num(first("gamma_ratio_stderr")),
         "tau_x0_ns": _num(first("tau_x0_ns")),
+        "intensity_x0_cps": _num(first("intensity_x0_cps")),
         "tau_xm_ns": _num(first("tau_xm_ns")),
         "last_state_following_model": None if last_state is None else str(last_state),
     }
@@ -70,6 +71,12 @@ def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, 
 
 def _cell(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
+
+
+def _g2_cell(value: float | None, stderr: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if stderr is None else f"{value:.2f} ± {stderr:.2f}"
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -83,10 +90,18 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {row['bias_v']:+.2f} | {_cell(row['lifetime_ns'], '.3g')} | "
             f"{_cell(None if inten is None else inten / 1e3, '.1f')} | "
-            f"{_cell(row['enhancement'], '.0f')} | {_cell(row['intensity_drop'], '.1f')} | "
-            f"{_cell(row['g2_zero'], '.2f')} |"
+            f"{_cell(row['enhancement'], '.3g')} | {_cell(row['intensity_drop'], '.3g')} | "
+            f"{_g2_cell(row['g2_zero'], row['g2_zero_stderr'])} |"
         )
     lines += [
+        "",
+        "Enhancement and intensity drop are relative to the neutral exciton X0 at 0 V"
+        + (
+            f" (tau = {summary['tau_x0_ns']:.3g} ns, I = {summary['intensity_x0_cps'] / 1e3:.3g} "
+            "kc/s, from the FLID)."
+            if summary.get("tau_x0_ns") and summary.get("intensity_x0_cps")
+            else "."
+        ),
         "",
         f"- gammaA/gamma0 = {_cell(summary['gamma_ratio'], '.2f')}"
         + (

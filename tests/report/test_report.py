@@ -91,7 +91,8 @@ def test_summary_carries_the_numbers():
     assert summary["per_bias"][1]["g2_zero_stderr"] == 0.03
     assert summary["gamma_ratio"] == 0.5 and summary["last_state_following_model"] == "X2-"
     md = summary_markdown(summary)
-    assert "| -2.00 | 0.9 | 1.4 | 139 | 25.0 | 0.55 |" in md
+    assert "| -2.00 | 0.9 | 1.4 | 139 | 25 | 0.55 ± 0.10 |" in md
+    assert "X0 at 0 V (tau = 125 ns, I = 35 kc/s, from the FLID)" in md
     assert "gammaA/gamma0 = 0.50 ± 0.02" in md
 
 

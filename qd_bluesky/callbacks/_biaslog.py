@@ -1,0 +1,90 @@
+"""The bias markers the TCSPC IOC writes into the photon file (``/user/bias``), read as they grow.
+
+Photon ``k`` saw the bias of the last marker with ``photon_index <= k`` (the run contract). The
+markers of rows that exist are in the file before the rows are announced, and later markers only
+name later rows, so a lookup of announced rows gives the same answer live and on replay.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from qd_bluesky.analysis import PhotonFileError
+
+#: Group and columns of the markers in the photon file.
+GROUP = "user/bias"
+COLUMNS = ("photon_index", "bias_v")
+
+
+class BiasLog:
+    """Incremental reader of the ``/user/bias`` markers of a (growing) photon file.
+
+    Use :meth:`open`, which returns None for a file without markers.
+    """
+
+    def __init__(self, f: h5py.File, path: str) -> None:
+        self._f = f
+        # Not "which open succeeded": a second handle on a file this process already reads
+        # in SWMR mode opens plainly but shares the SWMR state, and must refresh too.
+        self._swmr = bool(f.swmr_mode)
+        self._path = path
+        group = f[GROUP]
+        self._ds = {name: group[name] for name in COLUMNS}
+        self.photon_index = np.zeros(0, dtype=np.int64)
+        self.bias_v = np.zeros(0, dtype=np.float64)
+        self._read = 0  # file rows read so far
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> BiasLog | None:
+        """The marker log of ``path``, or None when the file has no ``/user/bias`` markers."""
+        try:
+            f = h5py.File(path, "r")
+        except OSError:
+            try:  # held by a SWMR writer in another process
+                f = h5py.File(path, "r", swmr=True)
+            except OSError as exc:
+                raise PhotonFileError(path, f"cannot open the bias markers ({exc})") from exc
+        group = f.get(GROUP)
+        if not isinstance(group, h5py.Group) or any(
+            not isinstance(group.get(name), h5py.Dataset) for name in COLUMNS
+        ):
+            f.close()
+            return None
+        return cls(f, os.fspath(path))
+
+    def refresh(self) -> None:
+        """Read the markers appended since the last call."""
+        if self._swmr:
+            for ds in self._ds.values():
+                ds.refresh()
+        n = min(ds.shape[0] for ds in self._ds.values())
+        if n > self._read:
+            rows = self._ds["photon_index"][self._read : n].astype(np.int64)
+            bias = self._ds["bias_v"][self._read : n].astype(np.float64)
+            self.photon_index = np.concatenate((self.photon_index, rows))
+            self.bias_v = np.concatenate((self.bias_v, bias))
+            self._read = n
+
+    def bias_at(self, rows: NDArray) -> NDArray[np.float64]:
+        """Bias seen by each photon row (NaN before the first marker)."""
+        i = np.searchsorted(self.photon_index, np.asarray(rows, dtype=np.int64), side="right") - 1
+        out = np.full(i.shape, np.nan)
+        ok = i >= 0
+        out[ok] = self.bias_v[i[ok]]
+        return out
+
+    def forget_before(self, row: int) -> None:
+        """Drop the markers no lookup of rows ``>= row`` needs (memory of long runs)."""
+        i = int(np.searchsorted(self.photon_index, row, side="right")) - 1
+        if i > 0:
+            self.photon_index = self.photon_index[i:]
+            self.bias_v = self.bias_v[i:]
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
