@@ -9,7 +9,9 @@ Ctrl-C or an error.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -117,7 +119,7 @@ def run_demo(
         Where the narration goes.
     """
     from bluesky import RunEngine
-    from bluesky.utils import ProgressBarManager
+    from bluesky.utils import ProgressBarManager, RunEngineInterrupted
 
     from . import plans
     from .callbacks import subscribe_live_analysis
@@ -138,7 +140,9 @@ def run_demo(
         with ioc:
             echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")
             inst = connect_instrument(ioc.prefix, timeout=30)
-            RE = RunEngine({}, call_returns_result=False)  # noqa: N806
+            # Ctrl-C stops the demo at once (bluesky's own handler would only defer a pause
+            # until a checkpoint, and the photon plans have none): pause now, then abort.
+            RE = RunEngine({}, call_returns_result=False, context_managers=[])  # noqa: N806
             if progress:
                 RE.waiting_hook = ProgressBarManager()
             RE.subscribe(PlanProgress(enabled=progress))
@@ -173,15 +177,31 @@ def run_demo(
                     ),
                 ),
             ]
+            interrupted = threading.Event()
+
+            def on_sigint(signum: int, frame: Any) -> None:
+                interrupted.set()
+                RE.request_pause(defer=False)
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
             try:
                 for name, plan in steps:
                     echo(f"{name} ...")
-                    uids = RE(plan)
+                    try:
+                        uids = RE(plan)
+                    except RunEngineInterrupted:
+                        uids = ()
+                    if interrupted.is_set():
+                        if RE.state != "idle":
+                            RE.abort("interrupted by Ctrl-C")
+                        analyzer.wait(30)  # the derived runs of what was recorded
+                        raise KeyboardInterrupt
                     if uids:
                         result.raw_uids[name] = uids[0]
                 if not analyzer.wait(60):
                     echo("warning: the live analysis did not finish within 60 s")
             finally:
+                signal.signal(signal.SIGINT, previous)
                 for device in inst:
                     device.destroy()
         echo("simulated instrument stopped")

@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING,
         format="qd-bluesky: %(levelname)s: %(message)s",
     )
+    if not debug:
+        # The RunEngine logs a failed run's traceback itself; the error reaches the user once,
+        # as one line, through the exception the RunEngine raises.
+        logging.getLogger("bluesky").setLevel(logging.CRITICAL)
     parser, _ = _build_parser()
     args = parser.parse_args(argv)
     try:
