@@ -40,8 +40,9 @@ class SimulatedSample:
     def __init__(
         self, preset: str = "qd1", seed: int = 0, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        from qd_bluesky.sim import Sample  # the IOCs are the only place that knows the sim
+        from qd_bluesky.sim import Sample, warm_up  # the IOCs are the only place that knows it
 
+        warm_up()  # compile the kernels now, not inside the IOC's event loop
         self.sample = Sample(preset=preset, seed=seed)
         self.preset = preset
         self.seed = seed

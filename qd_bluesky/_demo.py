@@ -202,6 +202,9 @@ def run_demo(
                     echo("warning: the live analysis did not finish within 60 s")
             finally:
                 signal.signal(signal.SIGINT, previous)
+                # Whatever happened, let the derived runs of what was recorded reach the
+                # catalog before it closes.
+                analyzer.wait(60)
                 for device in inst:
                     device.destroy()
         echo("simulated instrument stopped")

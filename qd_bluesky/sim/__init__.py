@@ -46,9 +46,11 @@ from ._stream import (
     SingleDot,
     concatenate_chunks,
 )
+from ._warmup import warm_up
 from ._waveform import CvWaveform
 
 __all__ = [
+    "warm_up",
     "BIAS_RISE_TIME_S",
     "ITO_DAMAGE_BIAS_V",
     "NO_DOT_STATE",

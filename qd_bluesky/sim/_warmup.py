@@ -1,0 +1,31 @@
+"""Compile the simulator's numba kernels before they are needed in a hurry."""
+
+from __future__ import annotations
+
+import functools
+
+from ._sample import Sample
+
+
+@functools.cache
+def warm_up() -> None:
+    """Run every kernel the sample uses once, on a throwaway sample.
+
+    With numba's on-disk cache this takes milliseconds; on a fresh install it compiles them
+    (seconds). A simulated IOC calls it before it serves, because a compilation inside its
+    event loop would stall Channel Access and make puts time out.
+    """
+    sample = Sample(preset="qd1", seed=0, n_dots=2)
+    x, y, z = sample.home_um
+    sample.set_bias(0.0, 0.0)
+    sample.advance(0.01)
+    for i in range(5):  # a ramp: bias changes between photon ticks
+        sample.set_bias(-0.4 * (i + 1), 0.01 + 0.002 * i)
+    sample.advance(0.03)
+    sample.set_laser(emission=True, power_w=60e-9, rep_rate_hz=5e6, t_s=0.03)
+    sample.set_position(x + 5.0, y, z, 0.03)
+    sample.advance(0.04)
+    sample.expected_rate_cps(x, y, z)
+    sample.cell.current_a(-1.0, 0.2, 0.04)
+    sample.set_bias(0.0, 0.04)
+    sample.advance(0.05)
