@@ -12,7 +12,7 @@ from ophyd.status import MoveStatus
 
 from ._errors import InstrumentBusyError, StoppedError, UnsafeBiasError
 from ._positioner import GuardedPositioner
-from ._signals import enum, ro, rw, text
+from ._signals import enum, operation, ro, rw, text
 from ._status import (
     ProgressStatus,
     bounded_timeout,
@@ -41,7 +41,7 @@ class CyclicVoltammetry(Device):
     end = rw("end", kind=Kind.config)
     rate = rw("rate", kind=Kind.config)
     cycles = rw("cycles", kind=Kind.config)
-    run = rw("run", kind=Kind.omitted, put_complete=True)
+    run = operation("run", kind=Kind.omitted, put_complete=True)
     running = ro("running", kind=Kind.omitted)
     progress = ro("progress", kind=Kind.omitted)
     elapsed = ro("elapsed", kind=Kind.omitted)
@@ -132,7 +132,7 @@ class Potentiostat(GuardedPositioner):
 
     what = "potentiostat"
 
-    setpoint = rw("bias", kind=Kind.normal)
+    setpoint = operation("bias", kind=Kind.normal)
     readback = ro("bias_rbv", kind=Kind.hinted)
     stop_signal = rw("abort", kind=Kind.omitted)
     current = ro("current", kind=Kind.normal)

@@ -20,6 +20,12 @@ READ_TIMEOUT_S = 5.0
 #: Budget of a put that completes at once (configuration values) (s).
 WRITE_TIMEOUT_S = 10.0
 
+#: CA budget of a put whose completion ends an operation (a move, a CV waveform). The status of
+#: that operation carries its own bounded timeout and fails on a lost IOC; the CA put must
+#: not give up first (a 20 s CV scan outlasts WRITE_TIMEOUT_S, and its completion would be
+#: dropped).
+OPERATION_PUT_TIMEOUT_S = 24 * 3600.0
+
 _TIMEOUTS = {
     "connection_timeout": CONNECTION_TIMEOUT_S,
     "timeout": READ_TIMEOUT_S,
@@ -53,6 +59,11 @@ class TextSignalRO(_LongStringMixin, EpicsSignalRO):
 def rw(suffix: str, *, kind: Kind | str = Kind.normal, **kwargs: Any) -> Cpt:
     """A read/write PV ``{prefix}{suffix}`` with finite timeouts."""
     return Cpt(EpicsSignal, suffix, kind=kind, **{**_TIMEOUTS, **kwargs})
+
+
+def operation(suffix: str, *, kind: Kind | str = Kind.normal, **kwargs: Any) -> Cpt:
+    """A read/write PV whose put completes when the operation it starts has finished."""
+    return rw(suffix, kind=kind, **{"write_timeout": OPERATION_PUT_TIMEOUT_S, **kwargs})
 
 
 def ro(suffix: str, *, kind: Kind | str = Kind.normal, **kwargs: Any) -> Cpt:

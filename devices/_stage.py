@@ -10,7 +10,7 @@ from ophyd import Device, Kind
 from ophyd.utils import LimitError
 
 from ._positioner import GuardedPositioner
-from ._signals import ro, rw, text
+from ._signals import operation, ro, rw, text
 
 
 class PiezoAxis(GuardedPositioner):
@@ -22,7 +22,7 @@ class PiezoAxis(GuardedPositioner):
 
     what = "stage"
 
-    setpoint = rw("", kind=Kind.normal)
+    setpoint = operation("", kind=Kind.normal)
     readback = ro("_rbv", kind=Kind.hinted)
 
     def __init__(self, prefix: str = "", *, name: str, **kwargs: Any) -> None:
