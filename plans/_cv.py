@@ -157,32 +157,18 @@ def cv_scan(
     ValueError
         Non-positive ``rate``, ``cycles`` < 1, an empty waveform, ..., before anything moves.
     """
-    plan = "cv_scan"
-    check.photon_card(tcspc, plan)
-    check.potentiostat(potentiostat, plan, cv=True)
-    waveform = _check_waveform(potentiostat, start, vertex, end, rate, cycles, plan)
-    collect_period = check.positive(collect_period, "collect_period", plan, "s")
-    extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
-    _md = _cv_md(
-        plan,
-        tcspc,
-        potentiostat,
-        waveform,
-        extra,
-        collect_period,
-        bool(monitor_bias),
-        check.metadata(md, plan),
-        num_points=1,
-    )
-
-    def scan() -> MsgGenerator[None]:
-        yield from set_bias(potentiostat, waveform[0])
-        yield from mark_segment(tcspc, potentiostat, extra)
-        yield from _sweep(tcspc, potentiostat, waveform, collect_period)
-
-    monitors = (potentiostat.readback, potentiostat.current) if monitor_bias else ()
     return (
-        yield from restoring_bias(potentiostat, photon_run(tcspc, scan(), _md, monitors=monitors))
+        yield from _cv_plan(
+            "cv_scan",
+            tcspc,
+            potentiostat,
+            (start, vertex, end, rate, cycles),
+            readables,
+            collect_period,
+            monitor_bias,
+            md,
+            marker_per_cycle=False,
+        )
     )
 
 
@@ -244,12 +230,44 @@ def bias_cycling(
     UnsafeBiasError, ValueError
         As :func:`cv_scan`, before anything moves.
     """
-    plan = "bias_cycling"
+    return (
+        yield from _cv_plan(
+            "bias_cycling",
+            tcspc,
+            potentiostat,
+            (start, vertex, end, rate, cycles),
+            readables,
+            collect_period,
+            monitor_bias,
+            md,
+            marker_per_cycle=True,
+        )
+    )
+
+
+def _cv_plan(
+    plan: str,
+    tcspc: Any,
+    potentiostat: Any,
+    sweep: tuple[float, float, float, float, int],
+    readables: Sequence[Any],
+    collect_period: float,
+    monitor_bias: bool,
+    md: CustomPlanMetadata | None,
+    *,
+    marker_per_cycle: bool,
+) -> MsgGenerator[str]:
+    """The run of :func:`cv_scan` and :func:`bias_cycling`: checks first, then the sweeps.
+
+    One marker before the whole waveform, or (``marker_per_cycle``) one before each cycle,
+    the IOC then sweeping that cycle alone.
+    """
     check.photon_card(tcspc, plan)
     check.potentiostat(potentiostat, plan, cv=True)
-    waveform = _check_waveform(potentiostat, start, vertex, end, rate, cycles, plan)
+    waveform = _check_waveform(potentiostat, *sweep, plan)
     collect_period = check.positive(collect_period, "collect_period", plan, "s")
     extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
+    n_cycles = waveform[4]
     _md = _cv_md(
         plan,
         tcspc,
@@ -259,19 +277,17 @@ def bias_cycling(
         collect_period,
         bool(monitor_bias),
         check.metadata(md, plan),
-        num_points=waveform[4],
+        num_points=n_cycles if marker_per_cycle else 1,
     )
-    one_cycle = (*waveform[:4], 1)
+    segments = [(*waveform[:4], 1)] * n_cycles if marker_per_cycle else [waveform]
 
-    def cycling() -> MsgGenerator[None]:
-        for _ in range(waveform[4]):
-            yield from set_bias(potentiostat, waveform[0])
+    def sweeps() -> MsgGenerator[None]:
+        for segment in segments:
+            yield from set_bias(potentiostat, segment[0])
             yield from mark_segment(tcspc, potentiostat, extra)
-            yield from _sweep(tcspc, potentiostat, one_cycle, collect_period)
+            yield from _sweep(tcspc, potentiostat, segment, collect_period)
 
     monitors = (potentiostat.readback, potentiostat.current) if monitor_bias else ()
     return (
-        yield from restoring_bias(
-            potentiostat, photon_run(tcspc, cycling(), _md, monitors=monitors)
-        )
+        yield from restoring_bias(potentiostat, photon_run(tcspc, sweeps(), _md, monitors=monitors))
     )
