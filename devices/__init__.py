@@ -24,7 +24,12 @@ from ._errors import (  # noqa: E402
     StoppedError,
     UnsafeBiasError,
 )
-from ._instrument import Instrument, connect_instrument, make_instrument  # noqa: E402
+from ._instrument import (  # noqa: E402
+    Instrument,
+    connect_instrument,
+    disconnect_channel_access,
+    make_instrument,
+)
 from ._laser import Laser  # noqa: E402
 from ._potentiostat import CyclicVoltammetry, Potentiostat  # noqa: E402
 from ._stage import PiezoAxis, PiezoStage  # noqa: E402
@@ -47,5 +52,6 @@ __all__ = [
     "TcspcCard",
     "UnsafeBiasError",
     "connect_instrument",
+    "disconnect_channel_access",
     "make_instrument",
 ]

@@ -101,3 +101,20 @@ def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrum
             "EPICS_CA_SERVER_PORT point at it?"
         )
     return instrument
+
+
+def disconnect_channel_access() -> None:
+    """Close the Channel Access circuits of ophyd's caproto client before the process exits.
+
+    Otherwise the IOCs' last updates arrive while the interpreter shuts down the client's
+    callback threads, and caproto logs a traceback per circuit. Call it once, at the end of a
+    command: devices made afterwards in the same process would have no client.
+    """
+    import ophyd
+
+    if ophyd.cl.name != "caproto":
+        return
+    from caproto.threading.pyepics_compat import _make_context
+
+    if _make_context.cache_info().currsize:
+        _make_context().disconnect()

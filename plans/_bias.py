@@ -1,7 +1,5 @@
 """Static bias steps with photons over each dwell."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from bluesky.protocols import Flyable, Movable, Readable

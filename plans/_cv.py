@@ -1,7 +1,5 @@
 """Cyclic voltammetry with photons throughout: one scan, or many cycles for reversibility."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -1,7 +1,5 @@
 """A photon-correlation (g2) measurement: photons for a while, at one bias if asked."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from bluesky.protocols import Flyable, Movable, Readable

@@ -1,7 +1,5 @@
 """The run around every photon plan: open, start the card, always stop it, close."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import bluesky.plan_stubs as bps

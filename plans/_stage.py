@@ -1,7 +1,5 @@
 """Stage rasters on the count rate, and finding (and parking on) a dot."""
 
-from __future__ import annotations
-
 import logging
 from collections import defaultdict
 from collections.abc import Sequence

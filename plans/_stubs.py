@@ -1,7 +1,5 @@
 """Plan stubs of the qd plans: building blocks that never open or close a run."""
 
-from __future__ import annotations
-
 import logging
 import math
 import time

@@ -118,13 +118,11 @@ def run_demo(
     echo
         Where the narration goes.
     """
-    from bluesky import RunEngine
-    from bluesky.utils import ProgressBarManager, RunEngineInterrupted
+    from bluesky.utils import RunEngineInterrupted
 
     from . import plans
-    from .callbacks import subscribe_live_analysis
-    from .catalog import open_catalog, resolve_data_dir
-    from .devices import connect_instrument
+    from ._session import open_session
+    from .catalog import DataLayout, resolve_data_dir
     from .iocs import SimulatedInstrumentProcess
     from .report import derived_from_run, write_report
 
@@ -133,81 +131,92 @@ def run_demo(
     warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning, "ophyd.status")
     t_start = time.monotonic()
     result = DemoResult(resolve_data_dir(data_dir))
-    with open_catalog(result.data_dir) as catalog:
-        echo(f"catalog: {catalog.data_dir}")
-        ioc = SimulatedInstrumentProcess(catalog.photon_dir, seed=seed, port=port, prefix=None)
-        echo("starting the simulated instrument (potentiostat, TCSPC card, laser, stage) ...")
-        with ioc:
-            echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")
-            inst = connect_instrument(ioc.prefix, timeout=30)
-            # Ctrl-C stops the demo at once (bluesky's own handler would only defer a pause
-            # until a checkpoint, and the photon plans have none): pause now, then abort.
-            RE = RunEngine({}, call_returns_result=False, context_managers=[])  # noqa: N806
-            if progress:
-                RE.waiting_hook = ProgressBarManager()
-            RE.subscribe(PlanProgress(enabled=progress))
-            analyzer = subscribe_live_analysis(RE, catalog.writer)
-            x0, y0 = float(inst.stage.x.position), float(inst.stage.y.position)
-            w = settings.raster_half_width_um
-            steps: list[tuple[str, Any]] = [
-                (
-                    "find_dot",
-                    plans.find_dot(
-                        inst.stage,
-                        inst.tcspc,
-                        x_range=(x0 - w, x0 + w),
-                        y_range=(y0 - w, y0 + w),
-                        step=settings.raster_step_um,
-                    ),
+    layout = DataLayout(result.data_dir)
+    layout.create()
+    echo(f"catalog: {result.data_dir}")
+    ioc = SimulatedInstrumentProcess(layout.photons, seed=seed, port=port, prefix=None)
+    echo("starting the simulated instrument (potentiostat, TCSPC card, laser, stage) ...")
+    with ioc:
+        echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")
+        # Ctrl-C stops the demo at once (bluesky's own handler would only defer a pause
+        # until a checkpoint, and the photon plans have none): pause now, then abort.
+        session = open_session(
+            prefix=ioc.prefix,
+            port=ioc.port,
+            data_dir=result.data_dir,
+            require_instrument=True,
+            connect_timeout=30,
+            interactive=False,
+            progress=progress,
+            handle_sigint=False,
+        )
+        RE, inst, analyzer, catalog = (  # noqa: N806
+            session.RE,
+            session.instrument,
+            session.analyzer,
+            session.catalog,
+        )
+        RE.subscribe(PlanProgress(enabled=progress))
+        x0, y0 = float(inst.stage.x.position), float(inst.stage.y.position)
+        w = settings.raster_half_width_um
+        steps: list[tuple[str, Any]] = [
+            (
+                "find_dot",
+                plans.find_dot(
+                    inst.stage,
+                    inst.tcspc,
+                    x_range=(x0 - w, x0 + w),
+                    y_range=(y0 - w, y0 + w),
+                    step=settings.raster_step_um,
                 ),
-                (
-                    "bias_steps",
-                    plans.bias_steps(inst.tcspc, inst.pot, PAPER_BIASES, settings.dwell_s),
+            ),
+            (
+                "bias_steps",
+                plans.bias_steps(inst.tcspc, inst.pot, PAPER_BIASES, settings.dwell_s),
+            ),
+            (
+                "cv_scan",
+                plans.cv_scan(inst.tcspc, inst.pot, 0.0, -2.0, 0.0, settings.cv_rate_v_per_s, 1),
+            ),
+            (
+                "g2_measurement",
+                plans.g2_measurement(
+                    inst.tcspc, settings.g2_duration_s, potentiostat=inst.pot, bias=0.0
                 ),
-                (
-                    "cv_scan",
-                    plans.cv_scan(
-                        inst.tcspc, inst.pot, 0.0, -2.0, 0.0, settings.cv_rate_v_per_s, 1
-                    ),
-                ),
-                (
-                    "g2_measurement",
-                    plans.g2_measurement(
-                        inst.tcspc, settings.g2_duration_s, potentiostat=inst.pot, bias=0.0
-                    ),
-                ),
-            ]
-            interrupted = threading.Event()
+            ),
+        ]
+        interrupted = threading.Event()
 
-            def on_sigint(signum: int, frame: Any) -> None:
-                interrupted.set()
-                RE.request_pause(defer=False)
+        def on_sigint(signum: int, frame: Any) -> None:
+            interrupted.set()
+            RE.request_pause(defer=False)
 
-            previous = signal.signal(signal.SIGINT, on_sigint)
-            try:
-                for name, plan in steps:
-                    echo(f"{name} ...")
-                    try:
-                        uids = RE(plan)
-                    except RunEngineInterrupted:
-                        uids = ()
-                    if interrupted.is_set():
-                        if RE.state != "idle":
-                            RE.abort("interrupted by Ctrl-C")
-                        analyzer.wait(30)  # the derived runs of what was recorded
-                        raise KeyboardInterrupt
-                    if uids:
-                        result.raw_uids[name] = uids[0]
-                if not analyzer.wait(60):
-                    echo("warning: the live analysis did not finish within 60 s")
-            finally:
-                signal.signal(signal.SIGINT, previous)
-                # Whatever happened, let the derived runs of what was recorded reach the
-                # catalog before it closes.
-                analyzer.wait(60)
-                for device in inst:
-                    device.destroy()
-        echo("simulated instrument stopped")
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            for name, plan in steps:
+                echo(f"{name} ...")
+                try:
+                    uids = RE(plan)
+                except RunEngineInterrupted:
+                    uids = ()
+                if interrupted.is_set():
+                    if RE.state != "idle":
+                        RE.abort("interrupted by Ctrl-C")
+                    analyzer.wait(30)  # the derived runs of what was recorded
+                    raise KeyboardInterrupt
+                if uids:
+                    result.raw_uids[name] = uids[0]
+            if not analyzer.wait(60):
+                echo("warning: the live analysis did not finish within 60 s")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            # Whatever happened, let the derived runs of what was recorded reach the
+            # catalog before it closes.
+            analyzer.wait(60)
+            for device in inst:
+                device.destroy()
+    echo("simulated instrument stopped")
+    try:
         for name, uid in result.raw_uids.items():
             outcome = analyzer.outcomes.get(uid)
             if outcome is not None:
@@ -225,5 +234,7 @@ def run_demo(
         report = write_report(catalog.reports_dir / f"demo-{stamp}", runs)
         result.report_dir = report.directory
         result.summary = report.summary
+    finally:
+        session.close()
     result.seconds = time.monotonic() - t_start
     return result

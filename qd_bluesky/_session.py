@@ -1,175 +1,441 @@
-"""Everything an interactive or queueserver session needs, built in one call.
+"""One session factory for every entry point: IPython, queueserver, ``qd-bluesky run``, demo.
 
-``qd_bluesky.startup`` puts the result into the user's namespace; tests and scripts call
-:func:`build_session` directly. Nothing here waits for user input or needs a display.
+:func:`open_session` assembles the RunEngine (``RE.md`` persisted in the data directory, with a
+``scan_id`` that keeps increasing across sessions and processes), the catalog (embedded or a
+Tiled server), the live analysis writing derived runs, the devices, the laser-interlock
+suspender and, for a person at a terminal, the BestEffortCallback, progress bars and live
+plots. Inside a bluesky-queueserver worker the interactive parts stay off.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import copy
+import fcntl
 import json
 import logging
 import os
-import threading
-from collections.abc import Iterator, MutableMapping
+import sys
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ._errors import QdBlueskyError
+
+if TYPE_CHECKING:
+    from bluesky import RunEngine
+    from bluesky.callbacks.best_effort import BestEffortCallback
+    from bluesky.suspenders import SuspendWhenChanged
+
+    from .callbacks import LiveAnalyzer, LivePhotonPlots
+    from .catalog import Catalog
+    from .devices import Instrument
 
 logger = logging.getLogger(__name__)
 
-#: Environment variables read by the session (the CLI options of the same meaning win).
+#: Environment variables read by the session (the command-line options of the same meaning win).
 ENV_PREFIX = "QD_BLUESKY_PREFIX"
 ENV_CATALOG = "QD_BLUESKY_CATALOG"
-#: Seconds to wait for the IOCs when the session starts; a missing IOC is a warning, not an
-#: error, so that a session opens before the hardware is switched on.
+ENV_PORT = "QD_BLUESKY_CA_PORT"
+#: The PV prefix when neither an option nor ``$QD_BLUESKY_PREFIX`` gives one.
+DEFAULT_PREFIX = "qd:"
+#: Seconds to wait for the IOCs when the session starts.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds a closing session waits for the live analysis to write its derived runs.
+CLOSE_TIMEOUT_S = 60.0
+#: File of ``RE.md`` inside the data directory.
+METADATA_FILE = "RE_md.json"
 
 
 class JsonMetadata(MutableMapping):
     """``RE.md`` kept in one JSON file, rewritten atomically on every change.
+
+    Several processes may share the file (an IPython session, ``qd-bluesky run``, a queueserver
+    worker): every read sees the file's latest content, and :meth:`next_scan_id` increments
+    ``scan_id`` under an exclusive file lock, so scan ids never repeat in a shared data
+    directory. A deep copy (the RunEngine makes one at every ``open_run``) is a plain dict.
 
     Values must be JSON-serialisable, as every start-document value must be anyway.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
         self._data: dict[str, Any] = {}
-        if self.path.exists():
+        self._stamp: tuple[int, int] | None = None
+        self._refresh()
+
+    # ---- the file --------------------------------------------------------------------------
+
+    def _refresh(self) -> dict[str, Any]:
+        """The content, re-read only when the file changed since the last read."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return self._data
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
             try:
                 self._data = json.loads(self.path.read_text() or "{}")
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{self.path}: RE.md file is not valid JSON ({exc})") from None
+            self._stamp = stamp
+        return self._data
 
-    def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        """Exclusive access across processes: read the newest content, then write it back."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = self._refresh()
+                yield data
+                tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+                tmp.replace(self.path)
+                stat = self.path.stat()
+                self._stamp = (stat.st_mtime_ns, stat.st_size)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def next_scan_id(self, md: Any = None) -> int:
+        """Increment and return ``scan_id``: the RunEngine's ``scan_id_source``."""
+        with self._locked() as data:
+            data["scan_id"] = int(data.get("scan_id", 0)) + 1
+            return data["scan_id"]
+
+    # ---- the mapping -----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+        return self._refresh()[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         json.dumps(value)  # refuse what could not be stored, before changing anything
-        with self._lock:
-            self._data[key] = value
-            self._save()
+        with self._locked() as data:
+            data[key] = value
 
     def __delitem__(self, key: str) -> None:
-        with self._lock:
-            del self._data[key]
-            self._save()
+        with self._locked() as data:
+            del data[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict(self._data))
+        return iter(dict(self._refresh()))
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._refresh())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(dict(self._refresh()), memo)
 
     def __repr__(self) -> str:
-        return f"JsonMetadata({str(self.path)!r}, {self._data!r})"
+        return f"JsonMetadata({str(self.path)!r}, {self._refresh()!r})"
+
+
+def ca_client_environment(port: int) -> dict[str, str]:
+    """Channel Access client settings that find IOCs serving on 127.0.0.1:``port`` only."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"CA port must be in 1..65535, not {port}")
+    return {"EPICS_CA_ADDR_LIST": f"127.0.0.1:{port}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+def in_queueserver_worker() -> bool:
+    """True inside a bluesky-queueserver RE Worker."""
+    try:
+        from bluesky_queueserver import is_re_worker_active
+    except ImportError:
+        return False
+    return bool(is_re_worker_active())
+
+
+def _in_ipython() -> bool:
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
+
+
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.name == "nt"
 
 
 def interactive_display() -> bool:
-    """True in an IPython session that can show figures."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    if get_ipython() is None:
-        return False
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or (os.name == "nt")
+    """True in an IPython session, outside a queueserver worker, that can show figures."""
+    return _in_ipython() and not in_queueserver_worker() and _has_display()
 
 
-def build_session(
+@dataclass
+class Session:
+    """What :func:`open_session` assembled. Close it (or use ``with``) when done.
+
+    Attributes
+    ----------
+    RE : bluesky.RunEngine
+        Subscribed to the catalog writer and the live analysis.
+    catalog : qd_bluesky.catalog.Catalog
+        Where raw and derived runs go.
+    analyzer : qd_bluesky.callbacks.LiveAnalyzer
+        The live photon analysis; ``analyzer.outcomes[raw_uid]`` names each derived run.
+    instrument : qd_bluesky.devices.Instrument
+        ``pot``, ``tcspc``, ``laser``, ``stage``.
+    interlock_suspender : bluesky.suspenders.SuspendWhenChanged
+        Pauses plans while the laser interlock is open.
+    bec : BestEffortCallback or None
+        The live table (and plots, with a display); None for commands.
+    live_plots : LivePhotonPlots or None
+        Live trace, FLID and decay; only with a display.
+    """
+
+    RE: RunEngine
+    catalog: Catalog
+    analyzer: LiveAnalyzer
+    instrument: Instrument
+    interlock_suspender: SuspendWhenChanged
+    bec: BestEffortCallback | None = None
+    live_plots: LivePhotonPlots | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    _closed: bool = field(default=False, repr=False)
+
+    def namespace(self) -> dict[str, Any]:
+        """The names of an interactive or queueserver session: ``RE``, ``catalog``, the
+        devices, ``bp``, ``bps`` and the qd plans and plan stubs."""
+        import bluesky.plan_stubs as bps
+        import bluesky.plans as bp
+
+        from . import plans as qd_plans
+
+        namespace: dict[str, Any] = {
+            "session": self,
+            "RE": self.RE,
+            "bec": self.bec,
+            "catalog": self.catalog,
+            "analyzer": self.analyzer,
+            "live_plots": self.live_plots,
+            "instrument": self.instrument,
+            "interlock_suspender": self.interlock_suspender,
+            "bp": bp,
+            "bps": bps,
+            **self.instrument.as_dict(),
+        }
+        namespace.update({name: getattr(qd_plans, name) for name in qd_plans.__all__})
+        return namespace
+
+    def wait_for_analysis(self, timeout: float | None = CLOSE_TIMEOUT_S) -> bool:
+        """Block until the live analysis has written everything recorded so far."""
+        return self.analyzer.wait(timeout)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Let the derived runs reach the catalog, disconnect the devices, close the catalog.
+
+        Idempotent; also registered to run at interpreter exit.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not self.analyzer.wait(timeout):
+            logger.warning("the live analysis did not finish within %g s", timeout)
+        self.analyzer.close(timeout)
+        for device in self.instrument:
+            device.destroy()
+        for closer in reversed(self._closers):
+            closer()
+        self.catalog.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(
     *,
     prefix: str | None = None,
+    port: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     catalog_uri: str | None = None,
-    interactive: bool | None = None,
+    api_key: str | None = None,
+    require_instrument: bool = False,
     connect_timeout: float = CONNECT_TIMEOUT_S,
-) -> dict[str, Any]:
-    """Build the RunEngine, catalog, live analysis, devices and plans of a session.
+    interactive: bool | None = None,
+    progress: bool | None = None,
+    handle_sigint: bool = True,
+) -> Session:
+    """Open the RunEngine, catalog, live analysis and devices of a qd session.
 
     Parameters
     ----------
     prefix
-        PV prefix of the instrument (``$QD_BLUESKY_PREFIX``, default ``"qd:"``).
+        PV prefix of the instrument (default ``$QD_BLUESKY_PREFIX``, else ``"qd:"``).
+    port
+        Find the IOCs on 127.0.0.1 at this Channel Access port (``qd-bluesky sim --port``)
+        instead of by ``EPICS_CA_ADDR_LIST`` (default ``$QD_BLUESKY_CA_PORT``). Takes effect
+        for the first session of a process only: Channel Access reads its settings once.
     data_dir
-        Data directory of the embedded catalog (``--data-dir`` / ``$QD_BLUESKY_DATA`` / a
-        per-user default).
+        The data directory (``--data-dir``, else ``$QD_BLUESKY_DATA``, else the per-user one):
+        photon files, ``RE.md`` and, without ``catalog_uri``, the embedded catalog.
     catalog_uri
-        A Tiled server instead of the embedded catalog (``$QD_BLUESKY_CATALOG``).
-    interactive
-        Progress bars, BestEffortCallback plots and live photon plots; default: only in an
-        IPython session with a display.
+        A Tiled server instead of the embedded catalog (default ``$QD_BLUESKY_CATALOG``).
+    api_key
+        The Tiled server's API key (default ``$TILED_API_KEY``).
+    require_instrument
+        True: an IOC that does not answer within ``connect_timeout`` is an error (commands).
+        False: a warning, so that a session opens before the hardware is switched on.
     connect_timeout
-        Seconds to wait for the IOCs; devices that do not answer are reported, not fatal.
+        Seconds to wait for the IOCs.
+    interactive
+        A person at an IPython prompt: the BestEffortCallback's table (and plots and live
+        photon plots with a display) and progress bars. Default: in IPython, outside a
+        queueserver worker. A queueserver worker gets the table without plots.
+    progress
+        Progress bars of moves and ramps on stderr; default: ``interactive``.
+    handle_sigint
+        Let the RunEngine handle Ctrl-C (pause at the next checkpoint). False for a caller
+        that handles SIGINT itself.
 
     Returns
     -------
-    dict
-        The namespace: ``RE``, ``bec``, ``catalog``, ``analyzer``, ``live_plots``, ``pot``,
-        ``tcspc``, ``laser``, ``stage``, ``instrument``, ``bp``, ``bps``, the qd plans, and
-        ``interlock_suspender``.
+    Session
+
+    Raises
+    ------
+    CatalogError
+        The catalog cannot be opened (a missing server, a foreign database).
+    InstrumentNotConnectedError
+        ``require_instrument`` and an IOC does not answer; one line naming it.
+    ValueError
+        ``connect_timeout`` <= 0 or a port outside 1..65535.
     """
-    import bluesky.plan_stubs as bps
-    import bluesky.plans as bp
     from bluesky import RunEngine
     from bluesky.callbacks.best_effort import BestEffortCallback
     from bluesky.suspenders import SuspendWhenChanged
     from bluesky.utils import ProgressBarManager
 
-    from . import plans as qd_plans
     from .callbacks import LivePhotonPlots, subscribe_live_analysis
     from .catalog import open_catalog
     from .devices import InstrumentNotConnectedError, connect_instrument, make_instrument
 
+    if connect_timeout <= 0:
+        raise ValueError(f"connect_timeout must be > 0 s, not {connect_timeout}")
+    if port is None and os.environ.get(ENV_PORT):
+        try:
+            port = int(os.environ[ENV_PORT])
+        except ValueError:
+            value = os.environ[ENV_PORT]
+            raise ValueError(f"${ENV_PORT} must be a port number, not {value!r}") from None
+    if port is not None:
+        os.environ.update(ca_client_environment(port))
+    worker = in_queueserver_worker()
     if interactive is None:
-        interactive = interactive_display()
-    prefix = prefix or os.environ.get(ENV_PREFIX, "qd:")
-    catalog = open_catalog(data_dir, uri=catalog_uri or os.environ.get(ENV_CATALOG) or None)
+        interactive = _in_ipython() and not worker
+    if progress is None:
+        progress = interactive
+    display = interactive and _has_display()
+    prefix = prefix or os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX
 
-    RE = RunEngine(JsonMetadata(catalog.data_dir / "RE_md.json"))  # noqa: N806
-    bec = BestEffortCallback()
-    if not interactive:
-        bec.disable_plots()
-    RE.subscribe(bec)
-    if interactive:
-        RE.waiting_hook = ProgressBarManager()
-
-    live_plots = LivePhotonPlots()
-
-    def writer(name: str, doc: dict) -> None:
-        catalog.writer(name, doc)
-        live_plots(name, doc)
-
-    analyzer = subscribe_live_analysis(RE, writer)
-    if interactive:
-        live_plots.show()
-
+    _install_one_line_log_filter()
+    catalog = open_catalog(
+        data_dir, uri=catalog_uri or os.environ.get(ENV_CATALOG) or None, api_key=api_key
+    )
     try:
-        instrument = connect_instrument(prefix, timeout=connect_timeout)
-    except InstrumentNotConnectedError as exc:
-        logger.warning("%s", exc)
-        instrument = make_instrument(prefix)
+        md = JsonMetadata(catalog.data_dir / METADATA_FILE)
+        RE = RunEngine(  # noqa: N806 - the conventional name
+            md,
+            scan_id_source=md.next_scan_id,
+            **({} if handle_sigint else {"context_managers": []}),
+        )
+        bec = None
+        if interactive or worker:
+            bec = BestEffortCallback()
+            if not display:
+                bec.disable_plots()
+            RE.subscribe(bec)
+        if progress:
+            RE.waiting_hook = ProgressBarManager()
+
+        live_plots = LivePhotonPlots() if display else None
+        writer: Callable[[str, dict], Any] = catalog.writer
+        if live_plots is not None:
+
+            def writer(name: str, doc: dict) -> None:
+                catalog.writer(name, doc)
+                live_plots(name, doc)
+
+        analyzer = subscribe_live_analysis(RE, writer)
+        if live_plots is not None:
+            live_plots.show()
+
+        try:
+            instrument = connect_instrument(prefix, timeout=connect_timeout)
+        except InstrumentNotConnectedError as exc:
+            if require_instrument:
+                analyzer.close(0)
+                raise
+            logger.warning("%s", exc)
+            instrument = make_instrument(prefix)
+    except BaseException:
+        catalog.close()
+        raise
 
     # Pause (and resume) plans while the laser interlock is open.
     interlock_suspender = SuspendWhenChanged(
         instrument.laser.interlock, expected_value="closed", allow_resume=True, sleep=1.0
     )
     RE.install_suspender(interlock_suspender)
+    session = Session(
+        RE=RE,
+        catalog=catalog,
+        analyzer=analyzer,
+        instrument=instrument,
+        interlock_suspender=interlock_suspender,
+        bec=bec,
+        live_plots=live_plots,
+    )
+    atexit.register(session.close)
+    return session
 
-    namespace: dict[str, Any] = {
-        "RE": RE,
-        "bec": bec,
-        "catalog": catalog,
-        "analyzer": analyzer,
-        "live_plots": live_plots,
-        "instrument": instrument,
-        "interlock_suspender": interlock_suspender,
-        "bp": bp,
-        "bps": bps,
-        **instrument.as_dict(),
-    }
-    namespace.update({name: getattr(qd_plans, name) for name in qd_plans.__all__})
-    return namespace
+
+def build_session(**kwargs: Any) -> dict[str, Any]:
+    """:func:`open_session` as a namespace (see :meth:`Session.namespace`)."""
+    return open_session(**kwargs).namespace()
+
+
+class _OneLineUserErrors(logging.Filter):
+    """Log the RunEngine's "Run aborted" for a user error as one line, without a traceback.
+
+    The error's message already names the problem; the traceback goes through the RunEngine's
+    internals and buries it. Other exceptions keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, QdBlueskyError):
+            record.msg = (
+                f"{record.getMessage()}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            )
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _install_one_line_log_filter() -> None:
+    bluesky_logger = logging.getLogger("bluesky")
+    if not any(isinstance(f, _OneLineUserErrors) for f in bluesky_logger.filters):
+        bluesky_logger.addFilter(_OneLineUserErrors())
+
+
+def one_line_errors_in_ipython() -> None:
+    """Show the project's user errors in IPython as one line, as the command line does.
+
+    A :class:`~qd_bluesky.QdBlueskyError` (an unsafe bias, a missing IOC, a bad file) names its
+    problem in its message; the traceback through the RunEngine only hides it.
+    ``%xmode``-style full tracebacks stay available with ``%tb``.
+    """
+    if not _in_ipython():
+        return
+    from IPython import get_ipython
+
+    def show(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+        print(f"{etype.__name__}: {' '.join(str(value).split())}", file=sys.stderr)
+
+    get_ipython().set_custom_exc((QdBlueskyError,), show)

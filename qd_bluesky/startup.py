@@ -4,17 +4,21 @@ In IPython::
 
     %run -m qd_bluesky.startup
 
-or load it in a profile (``qd-bluesky ipython-profile``), or give it to bluesky-queueserver as
-its startup module (``start-re-manager --startup-module qd_bluesky.startup``). The namespace
-holds ``RE`` (with the BestEffortCallback, progress bars in IPython, ``RE.md`` persisted in
-``<data dir>/RE_md.json`` and a suspender on the laser interlock), ``catalog`` (the Tiled
-catalog, written by TiledWriter), ``analyzer`` (the live photon analysis), ``live_plots``,
-the devices ``pot``, ``tcspc``, ``laser``, ``stage``, ``bp``, ``bps`` and the qd plans.
+or load it in a profile (``qd-bluesky ipython-profile``). It is also the startup module of
+bluesky-queueserver (``qd-bluesky queueserver`` runs the RE Manager with it). The namespace
+holds ``RE`` (``RE.md`` persisted in ``<data dir>/RE_md.json`` with an increasing ``scan_id``,
+a suspender on the laser interlock, and in IPython the BestEffortCallback and progress bars),
+``catalog`` (the Tiled catalog, written by TiledWriter), ``analyzer`` (the live photon
+analysis), ``session``, the devices ``pot``, ``tcspc``, ``laser``, ``stage``, ``bp``, ``bps``
+and the qd plans and plan stubs.
 
 Configuration comes from the environment: ``QD_BLUESKY_PREFIX`` (PV prefix, default ``qd:``),
-``QD_BLUESKY_DATA`` (data directory) and ``QD_BLUESKY_CATALOG`` (a Tiled server URI).
+``QD_BLUESKY_DATA`` (data directory), ``QD_BLUESKY_CATALOG`` (a Tiled server URI) and
+``QD_BLUESKY_CA_PORT`` (IOCs on 127.0.0.1 at that port, as ``qd-bluesky sim --port`` serves
+them; otherwise ``EPICS_CA_ADDR_LIST``).
 """
 
-from qd_bluesky._session import build_session
+from qd_bluesky._session import one_line_errors_in_ipython, open_session
 
-globals().update(build_session())
+globals().update(open_session().namespace())
+one_line_errors_in_ipython()

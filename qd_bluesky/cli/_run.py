@@ -54,9 +54,15 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         "--port",
         type=int,
         default=None,
-        help="Channel Access server port of the IOCs, on loopback only",
+        help="find the IOCs on 127.0.0.1 at this Channel Access port (as `qd-bluesky sim "
+        "--port` serves them); default: EPICS_CA_ADDR_LIST",
     )
-    g.add_argument("--data-dir", default=None, help="data directory of the embedded catalog")
+    g.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory: photon files, RE.md and the embedded catalog "
+        "(default $QD_BLUESKY_DATA, else the per-user one)",
+    )
     g.add_argument("--catalog", default=None, metavar="URI", help="a Tiled server instead")
     g.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
     g.add_argument(
@@ -189,32 +195,35 @@ def run(args: argparse.Namespace) -> int:
         for k in ("prefix", "port", "data_dir", "catalog", "connect_timeout", "md")
     }
     md = _metadata(common["md"])
-    if common["port"] is not None:
-        from ..iocs import loopback_environment
 
-        os.environ.update(loopback_environment(common["port"]))
+    from .._session import open_session
+    from ..devices import disconnect_channel_access
 
-    from bluesky import RunEngine
-
-    from ..callbacks import subscribe_live_analysis
-    from ..catalog import open_catalog
-    from ..devices import connect_instrument
-
-    instrument = connect_instrument(common["prefix"], timeout=common["connect_timeout"])
-    with open_catalog(common["data_dir"], uri=common["catalog"]) as catalog:
-        RE = RunEngine({})  # noqa: N806
-        analyzer = subscribe_live_analysis(RE, catalog.writer)
-        kwargs = {name: getattr(instrument, DEVICE_PARAMETERS[name]) for name in device_params}
-        kwargs.update(options)
-        if md:
-            kwargs["md"] = md
-        uids = RE(plan(**kwargs))
-        analyzer.wait(60)
-        for uid in uids:
-            outcome = analyzer.outcomes.get(uid)
-            line = f"raw run {uid}"
-            if outcome is not None:
-                line += f"; derived run {outcome.derived_uid} ({outcome.exit_status})"
-            print(line)
+    try:
+        with open_session(
+            prefix=common["prefix"],
+            port=common["port"],
+            data_dir=common["data_dir"],
+            catalog_uri=common["catalog"],
+            require_instrument=True,
+            connect_timeout=common["connect_timeout"],
+            interactive=False,
+        ) as session:
+            kwargs = {
+                name: getattr(session.instrument, DEVICE_PARAMETERS[name]) for name in device_params
+            }
+            kwargs.update(options)
+            if md:
+                kwargs["md"] = md
+            uids = session.RE(plan(**kwargs))
+            session.wait_for_analysis()
+            for uid in uids:
+                outcome = session.analyzer.outcomes.get(uid)
+                line = f"raw run {uid} (scan {session.RE.md.get('scan_id')})"
+                if outcome is not None:
+                    line += f"; derived run {outcome.derived_uid} ({outcome.exit_status})"
+                print(line)
+    finally:
+        disconnect_channel_access()
     sys.stdout.flush()
     return 0
