@@ -133,6 +133,40 @@ class JsonMetadata(MutableMapping):
         return f"JsonMetadata({str(self.path)!r}, {self._refresh()!r})"
 
 
+def plan_namespace() -> dict[str, Any]:
+    """``bp``, ``bps`` and every name of :mod:`qd_bluesky.plans` (plans, stubs, helpers)."""
+    import bluesky.plan_stubs as bps
+    import bluesky.plans as bp
+
+    from . import plans as qd_plans
+
+    return {"bp": bp, "bps": bps, **{name: getattr(qd_plans, name) for name in qd_plans.__all__}}
+
+
+def wait_for_analysis_after(
+    analyzer: LiveAnalyzer, timeout: float = CLOSE_TIMEOUT_S
+) -> Callable[[Any], Any]:
+    """A RunEngine preprocessor: each plan ends once its derived runs are written.
+
+    For the queueserver worker, which may close the environment (and the embedded catalog
+    with it) right after the last plan. The wait runs in an executor, so the RunEngine stays
+    responsive; an analysis that does not finish within ``timeout`` is logged by the analyzer
+    and the plan ends all the same.
+    """
+    import asyncio
+
+    import bluesky.plan_stubs as bps
+    from bluesky.preprocessors import finalize_wrapper
+
+    def drained() -> asyncio.Future:
+        return asyncio.get_running_loop().run_in_executor(None, analyzer.wait, timeout)
+
+    def preprocessor(plan: Any) -> Any:
+        return finalize_wrapper(plan, bps.wait_for([drained]))
+
+    return preprocessor
+
+
 def ca_client_environment(port: int) -> dict[str, str]:
     """Channel Access client settings that find IOCs serving on 127.0.0.1:``port`` only."""
     if not 1 <= port <= 65535:
@@ -198,12 +232,8 @@ class Session:
     def namespace(self) -> dict[str, Any]:
         """The names of an interactive or queueserver session: ``RE``, ``catalog``, the
         devices, ``bp``, ``bps`` and the qd plans and plan stubs."""
-        import bluesky.plan_stubs as bps
-        import bluesky.plans as bp
-
-        from . import plans as qd_plans
-
-        namespace: dict[str, Any] = {
+        return {
+            **plan_namespace(),
             "session": self,
             "RE": self.RE,
             "bec": self.bec,
@@ -212,12 +242,8 @@ class Session:
             "live_plots": self.live_plots,
             "instrument": self.instrument,
             "interlock_suspender": self.interlock_suspender,
-            "bp": bp,
-            "bps": bps,
             **self.instrument.as_dict(),
         }
-        namespace.update({name: getattr(qd_plans, name) for name in qd_plans.__all__})
-        return namespace
 
     def wait_for_analysis(self, timeout: float | None = CLOSE_TIMEOUT_S) -> bool:
         """Block until the live analysis has written everything recorded so far."""
@@ -361,6 +387,8 @@ def open_session(
                 live_plots(name, doc)
 
         analyzer = subscribe_live_analysis(RE, writer)
+        if worker:
+            RE.preprocessors.append(wait_for_analysis_after(analyzer))
         if live_plots is not None:
             live_plots.show()
 

@@ -26,6 +26,8 @@ _COMMANDS = {
     "ipython-profile": "._profile",
     "runs": "._runs",
     "replay": "._replay",
+    "queueserver": "._queueserver",
+    "serve-catalog": "._serve",
 }
 
 EXIT_USAGE = 2
