@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import CatalogError
 from ._paths import DataLayout, resolve_data_dir
+from ._server import ROOT_SPEC, check_server
 
 if TYPE_CHECKING:
     from bluesky_tiled_plugins import TiledWriter
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The spec of the catalog root: SQL-backed Bluesky runs (``BlueskyRunV3`` clients).
-CATALOG_SPECS = [{"name": "CatalogOfBlueskyRuns", "version": "3.0"}]
+CATALOG_SPECS = [ROOT_SPEC]
 
 # How long to wait for a Tiled server before saying it is unreachable. Tiled's own client
 # retries a refused connection for up to 45 s; a first probe answers in one line at once.
@@ -279,7 +280,7 @@ def _open_remote(uri: str, *, api_key: str | None) -> Container:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CatalogError(f"cannot reach the Tiled server at {uri}: {reason}") from None
     try:
-        return from_uri(uri, api_key=api_key)
+        client = from_uri(uri, api_key=api_key)
     except RuntimeError as exc:
         # Tiled's client says so when the server wants a key and none (or no usable one) came.
         if "API key" not in str(exc):
@@ -292,3 +293,5 @@ def _open_remote(uri: str, *, api_key: str | None) -> Container:
         raise CatalogError(f"the Tiled server at {uri} refused: {reason}") from None
     except httpx.TransportError as exc:
         raise CatalogError(f"cannot reach the Tiled server at {uri}: {exc}") from None
+    check_server(client, uri)
+    return client
