@@ -70,7 +70,8 @@ class SimulatedInstrumentProcess:
     Parameters
     ----------
     data_dir
-        Where the TCSPC IOC writes its photon files.
+        The data directory (``qd-bluesky sim --data-dir``): the TCSPC IOC writes its photon
+        files into its ``photons/`` folder, where a catalog of the same directory reads them.
     seed, preset
         Of the simulated sample.
     prefix
@@ -91,6 +92,7 @@ class SimulatedInstrumentProcess:
         self.prefix = prefix or f"qd{uuid.uuid4().hex[:10]}:"
         self.port = port or free_port_pair()
         self.data_dir = Path(data_dir)
+        self.photon_dir = self.data_dir / "photons"
         self.seed = seed
         self.preset = preset
         self.lines: list[str] = []

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(text)
     api_key = args.api_key or os.environ.get("TILED_API_KEY") or secrets.token_hex(32)
+    if not api_key.isalnum():
+        raise ValueError("--api-key must contain only letters and digits (Tiled's rule)")
     executable = Path(sys.executable).with_name("tiled")
     if not executable.exists():
         found = shutil.which("tiled")

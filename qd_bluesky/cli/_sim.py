@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="directory for photon files (default: the current directory)",
+        help="data directory: photon files go to its photons/ folder, where the catalog of the "
+        "same --data-dir reads them (default $QD_BLUESKY_DATA, else the per-user one)",
     )
     parser.add_argument(
         "--list-pvs", action="store_true", help="print the PV names at start-up (as caproto's)"
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from qd_bluesky.iocs import SimulatedInstrument, loopback_environment, serve
 
     os.environ.update(loopback_environment(args.port))
-    data_dir = (args.data_dir or Path.cwd()).resolve()
+    from qd_bluesky.catalog import DataLayout, resolve_data_dir
+
+    layout = DataLayout(resolve_data_dir(args.data_dir))
+    layout.create()
+    data_dir = layout.photons
     instrument = SimulatedInstrument(
         args.prefix, preset=args.preset, seed=args.seed, data_dir=data_dir
     )
