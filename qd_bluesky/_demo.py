@@ -13,7 +13,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +126,6 @@ def run_demo(
     from .report import derived_from_run, write_report
 
     settings = settings or DemoSettings()
-    # ophyd's move progress divides by |initial - target|, which is 0 for a move in place.
-    warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning, "ophyd.status")
     t_start = time.monotonic()
     result = DemoResult(resolve_data_dir(data_dir))
     layout = DataLayout(result.data_dir)

@@ -9,7 +9,6 @@ plots. Inside a bluesky-queueserver worker the interactive parts stay off.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import copy
 import fcntl
@@ -17,6 +16,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import warnings
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,7 +253,7 @@ class Session:
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Let the derived runs reach the catalog, disconnect the devices, close the catalog.
 
-        Idempotent; also registered to run at interpreter exit.
+        Idempotent; also run when the interpreter exits.
         """
         if self._closed:
             return
@@ -377,6 +378,10 @@ def open_session(
             RE.subscribe(bec)
         if progress:
             RE.waiting_hook = ProgressBarManager()
+            # ophyd's move progress divides by |initial - target|: 0 for a move in place.
+            warnings.filterwarnings(
+                "ignore", "invalid value encountered", RuntimeWarning, "ophyd.status"
+            )
 
         live_plots = LivePhotonPlots() if display else None
         writer: Callable[[str, dict], Any] = catalog.writer
@@ -418,7 +423,10 @@ def open_session(
         bec=bec,
         live_plots=live_plots,
     )
-    atexit.register(session.close)
+    # Close before the interpreter joins its threads: the embedded catalog's in-process Tiled
+    # app registers its own shutdown there (threading's exit hooks run last-registered first),
+    # and it hangs if the catalog is still open; ``atexit`` would run too late.
+    threading._register_atexit(session.close)  # noqa: SLF001 - as Tiled's own client does
     return session
 
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 # carrying SQL LIKE wildcards ("%", "_") into the search.
 _UID_PREFIX = re.compile(r"[0-9a-f-]+")
 _FULL_UID_LENGTH = 36
+#: ``-N``: the N-th newest raw run.
+_NEWEST = re.compile(r"-[0-9]+")
 
 
 def _client(catalog: Catalog | Container) -> Container:
@@ -105,7 +107,8 @@ def get_run(catalog: Catalog | Container, uid: str) -> Any:
     catalog
         A :class:`Catalog` or a Tiled client of a catalog of Bluesky runs.
     uid
-        A full run uid or a unique prefix of one (case-insensitive).
+        A full run uid or a unique prefix of one (case-insensitive); or ``-N``, the N-th
+        newest raw run (``-1``: the last one recorded).
 
     Returns
     -------
@@ -121,6 +124,12 @@ def get_run(catalog: Catalog | Container, uid: str) -> Any:
 
     client = _client(catalog)
     key = str(uid).strip().lower()
+    if _NEWEST.fullmatch(key):
+        raw = [run for run in list_runs(client) if run["kind"] == "raw"]
+        n = int(key[1:])
+        if not 1 <= n <= len(raw):
+            raise CatalogError(f"{key}: the catalog holds {len(raw)} raw runs")
+        return client[raw[-n]["uid"]]
     if not _UID_PREFIX.fullmatch(key):
         raise CatalogError(f"{uid!r} is not a run uid (hex digits and dashes)")
     if len(key) == _FULL_UID_LENGTH and key in client:

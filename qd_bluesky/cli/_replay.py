@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "counts must be identical. Exit status 0 when they are (or when there is no live "
         "derived run to compare with), 1 otherwise.",
     )
-    p.add_argument("uid", metavar="UID", help="raw run uid or a unique prefix of it")
+    p.add_argument(
+        "uid",
+        metavar="UID",
+        help="raw run uid, a unique prefix of it, or -N: the N-th newest raw run (-1: the last)",
+    )
     p.add_argument("--data-dir", metavar="D", help="data directory holding the catalog")
     p.add_argument("--catalog", metavar="URI", help="Tiled server URI instead of the embedded one")
     p.add_argument("--json", action="store_true", help="print a JSON object on stdout")

@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "reported through its live derived run; a derived run is reported as it is.",
     )
     p.add_argument(
-        "uids", nargs="+", metavar="UID", help="run uid or unique prefix (raw or derived)"
+        "uids",
+        nargs="+",
+        metavar="UID",
+        help="run uid or unique prefix (raw or derived), or -N: the N-th newest raw run",
     )
     p.add_argument("--data-dir", default=None, help="data directory of the embedded catalog")
     p.add_argument("--catalog", default=None, metavar="URI", help="a Tiled server instead")
