@@ -96,3 +96,43 @@ def test_corrupt_metadata_file_is_a_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="md.json: RE.md file is not valid JSON"):
         JsonMetadata(path)
+
+
+def test_run_engine_deep_copies_json_metadata_and_counts_scans(tmp_path):
+    """bluesky deep-copies RE.md at every open_run: a lock inside it broke every plan."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+
+    md = JsonMetadata(tmp_path / "md.json")
+    md["operator"] = "probe"
+    RE = RunEngine(md, scan_id_source=md.next_scan_id)  # noqa: N806
+    starts = []
+    RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
+    RE(bp.count([]))
+    RE(bp.count([]))
+    assert [doc["scan_id"] for doc in starts] == [1, 2]
+    assert all(doc["operator"] == "probe" for doc in starts)
+    # A second session on the same file (another process, later) continues the count.
+    other = JsonMetadata(tmp_path / "md.json")
+    assert other.next_scan_id() == 3
+    assert md["scan_id"] == 3  # the first one sees the file change
+
+
+COUNT_SCANS = """
+import sys
+from qd_bluesky._session import JsonMetadata
+md = JsonMetadata(sys.argv[1])
+print(" ".join(str(md.next_scan_id()) for _ in range(50)))
+"""
+
+
+def test_scan_ids_never_repeat_across_processes(tmp_path):
+    path = tmp_path / "md.json"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-P", "-c", COUNT_SCANS, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    ids = [int(v) for p in procs for v in p.communicate(timeout=120)[0].split()]
+    assert sorted(ids) == list(range(1, 201))
