@@ -134,6 +134,17 @@ class JsonMetadata(MutableMapping):
         return f"JsonMetadata({str(self.path)!r}, {self._refresh()!r})"
 
 
+class _Both:
+    """Documents to the catalog writer, then to the live plots."""
+
+    def __init__(self, writer: Callable[[str, dict], Any], plots: Callable[[str, dict], Any]):
+        self.writer, self.plots = writer, plots
+
+    def __call__(self, name: str, doc: dict) -> None:
+        self.writer(name, doc)
+        self.plots(name, doc)
+
+
 def plan_namespace() -> dict[str, Any]:
     """``bp``, ``bps`` and every name of :mod:`qd_bluesky.plans` (plans, stubs, helpers)."""
     import bluesky.plan_stubs as bps
@@ -368,7 +379,7 @@ def open_session(
         RE = RunEngine(  # noqa: N806 - the conventional name
             md,
             scan_id_source=md.next_scan_id,
-            **({} if handle_sigint else {"context_managers": []}),
+            context_managers=None if handle_sigint else [],
         )
         bec = None
         if interactive or worker:
@@ -384,14 +395,9 @@ def open_session(
             )
 
         live_plots = LivePhotonPlots() if display else None
-        writer: Callable[[str, dict], Any] = catalog.writer
-        if live_plots is not None:
-
-            def writer(name: str, doc: dict) -> None:
-                catalog.writer(name, doc)
-                live_plots(name, doc)
-
-        analyzer = subscribe_live_analysis(RE, writer)
+        analyzer = subscribe_live_analysis(
+            RE, catalog.writer if live_plots is None else _Both(catalog.writer, live_plots)
+        )
         if worker:
             RE.preprocessors.append(wait_for_analysis_after(analyzer))
         if live_plots is not None:
@@ -411,7 +417,7 @@ def open_session(
 
     # Pause (and resume) plans while the laser interlock is open.
     interlock_suspender = SuspendWhenChanged(
-        instrument.laser.interlock, expected_value="closed", allow_resume=True, sleep=1.0
+        instrument.laser.interlock, expected_value="closed", allow_resume=True, sleep=1
     )
     RE.install_suspender(interlock_suspender)
     session = Session(
@@ -426,7 +432,7 @@ def open_session(
     # Close before the interpreter joins its threads: the embedded catalog's in-process Tiled
     # app registers its own shutdown there (threading's exit hooks run last-registered first),
     # and it hangs if the catalog is still open; ``atexit`` would run too late.
-    threading._register_atexit(session.close)  # noqa: SLF001 - as Tiled's own client does
+    threading._register_atexit(session.close)  # type: ignore[attr-defined]  # as Tiled does
     return session
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import shutil
 import socket
-import sys
-from pathlib import Path
+
+from ._exec import console_script, replace_process
 
 #: Seconds to wait for Redis before saying it is unreachable.
 _REDIS_PROBE_S = 3.0
@@ -85,15 +83,5 @@ def run(args: argparse.Namespace) -> int:
     if args.print_command:
         return 0
     _check_redis(args.redis_addr)
-    # The start-re-manager of this environment, beside its Python.
-    executable = Path(sys.executable).with_name("start-re-manager")
-    if not executable.exists():
-        found = shutil.which("start-re-manager")
-        if found is None:
-            raise FileNotFoundError("start-re-manager not found: install bluesky-queueserver")
-        executable = Path(found)
-    command[0] = str(executable)
-    # Replace this process: signals (Ctrl-C, SIGTERM) go to the manager as if it were run
-    # directly, and its exit status is ours.
-    os.execve(command[0], command, {**os.environ, **env})
-    return 0  # not reached
+    command[0] = console_script("start-re-manager", "bluesky-queueserver")
+    replace_process(command, env)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
 import sys
-from pathlib import Path
+
+from ._exec import console_script, replace_process
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,29 +60,23 @@ def run(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("TILED_API_KEY") or secrets.token_hex(32)
     if not api_key.isalnum():
         raise ValueError("--api-key must contain only letters and digits (Tiled's rule)")
-    executable = Path(sys.executable).with_name("tiled")
-    if not executable.exists():
-        found = shutil.which("tiled")
-        if found is None:
-            raise FileNotFoundError("the tiled command is not installed (pip install tiled)")
-        executable = Path(found)
+    executable = console_script("tiled", "tiled[server]")
     url = f"http://{args.host}:{args.port}/api"
     print(f"serving {layout.root} at {url} (configuration {config})", flush=True)
     if not (args.api_key or os.environ.get("TILED_API_KEY")):
         print(f"  clients: export TILED_API_KEY={api_key}", flush=True)
     print(f"  qd-bluesky runs --catalog {url}", flush=True)
-    command = [
-        str(executable),
-        "serve",
-        "config",
-        str(config),
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-        "--api-key",
-        api_key,
-    ]
-    # Replace this process: Ctrl-C and SIGTERM reach the server directly.
-    os.execv(command[0], command)
-    return 0  # not reached
+    replace_process(
+        [
+            executable,
+            "serve",
+            "config",
+            str(config),
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--api-key",
+            api_key,
+        ]
+    )

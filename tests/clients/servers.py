@@ -13,6 +13,7 @@ import ctypes
 import fcntl
 import glob
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +29,11 @@ import pytest
 
 #: The installed console script, beside this Python (never the source tree).
 QD_BLUESKY = str(Path(sys.executable).with_name("qd-bluesky"))
+
+
+def qd(command: str) -> list[str]:
+    """``qd-bluesky`` with the words of ``command`` (split as a shell would)."""
+    return [QD_BLUESKY, *shlex.split(command)]
 
 
 def _die_with_parent() -> None:

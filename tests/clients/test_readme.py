@@ -149,7 +149,8 @@ class _Runner:
                 key, _, value = item.partition("=")
                 self.env[key] = value
             return
-        server = next((s for s in SERVERS if line.startswith(s)), None)
+        server = " ".join(line.split()[:2])
+        server = server if server in SERVERS else None
         if server is not None:
             proc = Background(
                 ["bash", "-c", f"exec {line}"], env=self.env, cwd=self.cwd, name=server

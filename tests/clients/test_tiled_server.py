@@ -15,6 +15,7 @@ from .servers import (
     clean_env,
     free_port,
     postgres_server,
+    qd,
     qd_sim,
     run_command,
     wait_for_port,
@@ -26,18 +27,10 @@ API_KEY = "qdtestkey"
 def _serve(work: Path, data_dir: Path, database: str, config: Path | None = None):
     port = free_port()
     if config is None:
-        args = [
-            QD_BLUESKY,
-            "serve-catalog",
-            "--data-dir",
-            str(data_dir),
-            "--database",
-            database,
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-        ]
+        args = qd(
+            f"serve-catalog --data-dir {data_dir} --database {database} --port {port} "
+            f"--api-key {API_KEY}"
+        )
     else:  # a hand-written configuration, served by Tiled's own command
         args = [
             str(Path(QD_BLUESKY).with_name("tiled")),
@@ -70,27 +63,13 @@ def test_run_runs_replay_report_through_the_server(tmp_path, backend):
             wait_for_port(port, 60, proc)
             env = _client_env(data_dir)
             out = run_command(
-                [
-                    QD_BLUESKY,
-                    "run",
-                    "bias-steps",
-                    "--biases",
-                    "0,-1.7",
-                    "--dwell",
-                    "3",
-                    "--port",
-                    str(ca_port),
-                    "--catalog",
-                    url,
-                ],
+                qd(f"run bias-steps --biases 0,-1.7 --dwell 3 --port {ca_port} --catalog {url}"),
                 env=env,
                 cwd=tmp_path,
             ).stdout
             assert "(success)" in out, out
             runs = json.loads(
-                run_command(
-                    [QD_BLUESKY, "runs", "--catalog", url, "--json"], env=env, cwd=tmp_path
-                ).stdout
+                run_command(qd(f"runs --catalog {url} --json"), env=env, cwd=tmp_path).stdout
             )
             raw = [r for r in runs if r["kind"] == "raw"]
             derived = [r for r in runs if r["kind"] == "derived"]
@@ -105,27 +84,17 @@ def test_run_runs_replay_report_through_the_server(tmp_path, backend):
             key = next(iter(photons))
             assert len(photons[key].read()) == raw[0]["num_events"]["photons"] > 1000
 
+            uid = raw[0]["uid"]
             replay = json.loads(
                 run_command(
-                    [QD_BLUESKY, "replay", raw[0]["uid"], "--catalog", url, "--json"],
-                    env=env,
-                    cwd=tmp_path,
+                    qd(f"replay {uid} --catalog {url} --json"), env=env, cwd=tmp_path
                 ).stdout
             )
             assert replay["matches_live"] is True
             assert replay["live_uid"] == derived[0]["uid"]
             report_dir = tmp_path / "report"
             run_command(
-                [
-                    QD_BLUESKY,
-                    "report",
-                    raw[0]["uid"],
-                    "--catalog",
-                    url,
-                    "--out",
-                    str(report_dir),
-                    "--json",
-                ],
+                qd(f"report {uid} --catalog {url} --out {report_dir} --json"),
                 env=env,
                 cwd=tmp_path,
             )
@@ -149,15 +118,10 @@ class _nothing:
 def test_print_config_is_what_tiled_accepts(tmp_path):
     data_dir = tmp_path / "data"
     text = run_command(
-        [
-            QD_BLUESKY,
-            "serve-catalog",
-            "--data-dir",
-            str(data_dir),
-            "--database",
-            "postgresql://qd:pw@db.example:5433/qd",
-            "--print-config",
-        ],
+        qd(
+            f"serve-catalog --data-dir {data_dir} --print-config "
+            "--database postgresql://qd:pw@db.example:5433/qd"
+        ),
         env=clean_env(data_dir),
         cwd=tmp_path,
     ).stdout
@@ -178,31 +142,25 @@ def test_print_config_is_what_tiled_accepts(tmp_path):
     assert not (data_dir / "catalog.db").exists()  # printing creates nothing
 
 
-@pytest.mark.parametrize(
-    ("drop", "needle"),
-    [
-        ("media_types", "cannot export Bluesky documents"),
-        ("readable_storage", "cannot read the photon files"),
-    ],
-)
-def test_a_misconfigured_server_is_named_in_one_line(tmp_path, drop, needle):
-    """A hand-written server config missing a piece: the client names it at once."""
+def test_a_misconfigured_server_is_named_in_one_line(tmp_path):
+    """Hand-written server configs, each missing one piece: the client names it at once."""
     data_dir = tmp_path / "data"
     ca_port = free_port()
     env = _client_env(data_dir)
     text = run_command(
-        [QD_BLUESKY, "serve-catalog", "--data-dir", str(data_dir), "--print-config"],
+        qd(f"serve-catalog --data-dir {data_dir} --print-config"),
         env=env,
         cwd=tmp_path,
     ).stdout
-    full = yaml.safe_load(text)
-    broken = yaml.safe_load(text)
-    if drop == "media_types":
-        del broken["media_types"]
-    else:
-        del broken["trees"][0]["args"]["readable_storage"]
-    (tmp_path / "full.yml").write_text(yaml.safe_dump(full))
-    (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken))
+    configs = {"full": yaml.safe_load(text)}
+    configs["media_types"] = yaml.safe_load(text)
+    del configs["media_types"]["media_types"]
+    configs["readable_storage"] = yaml.safe_load(text)
+    del configs["readable_storage"]["trees"][0]["args"]["readable_storage"]
+    configs["specs"] = yaml.safe_load(text)
+    del configs["specs"]["trees"][0]["args"]["specs"]
+    for name, config in configs.items():
+        (tmp_path / f"{name}.yml").write_text(yaml.safe_dump(config))
 
     with qd_sim(data_dir, ca_port, cwd=tmp_path):
         # A run recorded through a complete server, so that there are photons to read.
@@ -210,31 +168,28 @@ def test_a_misconfigured_server_is_named_in_one_line(tmp_path, drop, needle):
         with server as proc:
             wait_for_port(port, 60, proc)
             run_command(
-                [
-                    QD_BLUESKY,
-                    "run",
-                    "bias-steps",
-                    "--biases",
-                    "0",
-                    "--dwell",
-                    "1",
-                    "--port",
-                    str(ca_port),
-                    "--catalog",
-                    url,
-                ],
+                qd(f"run bias-steps --biases 0 --dwell 1 --port {ca_port} --catalog {url}"),
                 env=env,
                 cwd=tmp_path,
             )
-    server, url, port = _serve(tmp_path, data_dir, "sqlite", config=tmp_path / "broken.yml")
-    with server as proc:
-        wait_for_port(port, 60, proc)
-        result = run_command(
-            [QD_BLUESKY, "runs", "--catalog", url], env=env, cwd=tmp_path, timeout=30, check=False
-        )
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("qd-bluesky: error: the Tiled server at")
-    assert needle in lines[0]
-    assert "serve-catalog --print-config" in lines[0]
+    for drop, needle in [
+        ("media_types", "cannot export Bluesky documents"),
+        ("readable_storage", "cannot read the photon files"),
+        ("specs", "does not serve a catalog of Bluesky runs"),
+    ]:
+        server, url, port = _serve(tmp_path, data_dir, "sqlite", config=tmp_path / f"{drop}.yml")
+        with server as proc:
+            wait_for_port(port, 60, proc)
+            result = run_command(
+                qd(f"runs --catalog {url}"),
+                env=env,
+                cwd=tmp_path,
+                timeout=30,
+                check=False,
+            )
+        assert result.returncode == 1, (drop, result.stdout)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("qd-bluesky: error: the Tiled server at"), lines[0]
+        assert needle in lines[0], (drop, lines[0])
+        assert "serve-catalog --print-config" in lines[0]
