@@ -123,12 +123,20 @@ def test_bias_steps_derived_run(bench, steps_uid):
     # 0 V: the decay mixes X0 (125 +- 6 ns), X- (42 +- 3 ns) and X+ (a few ns), so its
     # dominant lifetime lies between tau(X-) and tau(X0) (fit error ~1 ns on >10^5 photons).
     assert 42.0 < decay["lifetime_ns"].values[0] < 125.0 + 6.0
+    # and between this run's own X- and X0 (the FLID clusters below), each widened by 4 of
+    # the decay fit's standard errors
+    scaling = derived["scaling"].read()
+    fit_err = decay["lifetime_stderr_ns"].values[0]
+    tau_xm, tau_x0 = scaling["tau_xm_ns"].values[0], scaling["tau_x0_ns"].values[0]
+    assert tau_xm - 4 * fit_err < decay["lifetime_ns"].values[0] < tau_x0 + 4 * fit_err
     # X0 itself, from the FLID of the 0 V segment (the scaling stream), as the calibration
     # measures it (tests/sim/test_calibration.py): gammaA/gamma0 = 0.5 +- 0.1 with a standard
     # error below a third of the band; I(X0) = 35 kc/s +- 10 %; tau(X0) = 125 +- 6 ns, the band
-    # widened by 10 % below: the cluster's median is pulled down by 20 ms bins that include
-    # part of an X- or X+ visit (2-9 % low in 12 simulations of 4 s and 30 s, six seeds).
-    scaling = derived["scaling"].read()
+    # widened by 10 % below. Not statistics: the FLID's flat background is calibrated by a
+    # decay fit of the first 50 000 rows, which at 0 V mix X0, X- and X+; the fit reads 1.8-3
+    # kc/s of "background" where the simulation has 250 c/s, and that pulls the X0 lifetimes
+    # 6-8 % low (115 ns against 122-123 ns with the true background, same photons). Reported
+    # on issue 17 for the engine; the band closes to 125 +- 6 once that is fixed.
     r, r_err = scaling["gamma_ratio"].values[0], scaling["gamma_ratio_stderr"].values[0]
     assert r_err < 0.1 / 3 and abs(r - 0.5) <= 0.1
     assert abs(scaling["intensity_x0_cps"].values[0] / 35e3 - 1) <= 0.1

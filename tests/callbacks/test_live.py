@@ -184,10 +184,12 @@ def test_derived_numbers_follow_the_simulated_dot(live_run):
     assert abs(tau - 0.9) <= 0.2
     bias = out.streams()["bias_dependence"]
     assert bias["bias_v"].tolist() == [0.0, -2.0]
-    # The reference is the paper's: the X0 state of the 0 V trace, from its FLID cluster
-    # (125 +- 6 ns; the FLID estimate runs up to ~10 % low, so the band is widened below).
+    # The reference is the paper's: the X0 state of the 0 V trace, from its FLID cluster, in the
+    # paper's band 125 +- 6 ns. Over 32 seeds of 3 s the FLID's X0 centre scatters by 0.8 ns
+    # (sd) around 123 ns (1.6 % low: bins that mix X0 with X- or X+), so the band is decided
+    # by the calibration, not by noise (the offset plus 5 sd stays inside it).
     ref_tau = bias["reference_tau_ns"][0]
-    assert 125 - 6 - 12.5 <= ref_tau <= 125 + 6
+    assert 125 - 6 <= ref_tau <= 125 + 6
     assert bias["enhancement"][0] == pytest.approx(ref_tau / bias["lifetime_ns"][0])
     # -2 V: decay-rate enhancement 140 +- 30 and intensity drop 25 +- 4 (the paper's qd1).
     assert abs(bias["enhancement"][1] - 140) <= 30
