@@ -176,7 +176,7 @@ def generate(
     )
 
 
-def expected_g2_zero(syn: Synthetic, n_side: int = 3) -> float:
+def expected_g2_zero(syn: Synthetic, n_side: int = 3, half_window: float = 0.5) -> float:
     """g2(0) as the paper defines it (peak areas in +-T/2 windows, no background subtraction).
 
     Pairs of photons from pulses j periods apart have a delay difference jT + D, where D, the
@@ -184,26 +184,32 @@ def expected_g2_zero(syn: Synthetic, n_side: int = 3) -> float:
     narrow to matter against T/2). Pulse pairs at j != 0 coincide at rate mu**2 (independent
     pulses; the state does not change within a few periods), at j = 0 at g2_pulse * mu**2. The
     flat background adds 2*mu*beta + beta**2 per window (beta: background counts per period).
+    ``half_window`` (in periods) gives the value of narrower windows [kT - hT, kT + hT), to
+    show how much the window choice matters.
     """
     T = syn.period_s
+    h = half_window
     weights = syn.time_fraction()
     beta = syn.background_cps * T
 
     def leak(m: int, tau: float) -> float:
-        # P(D in [mT - T/2, mT + T/2)) for D ~ Laplace(0, tau)
+        # P(D in [mT - hT, mT + hT)) for D ~ Laplace(0, tau)
         if m == 0:
-            return 1.0 - math.exp(-T / (2 * tau))
+            return 1.0 - math.exp(-h * T / tau)
         m = abs(m)
-        return 0.5 * (math.exp(-(m - 0.5) * T / tau) - math.exp(-(m + 0.5) * T / tau))
+        return 0.5 * (math.exp(-(m - h) * T / tau) - math.exp(-(m + h) * T / tau))
 
     def area(k: int) -> float:
         total = 0.0
         for w, (rate, tau) in zip(weights, syn.states, strict=True):
             mu = rate * T
-            # all j: sum_j L(k-j) = 1; the j = 0 pair is reduced to g2_pulse
-            total += w * mu**2 * (1.0 - (1.0 - syn.g2_pulse) * leak(k, tau))
+            # all pulse pairs j: sum_j L(k-j) (= 1 for h = 1/2); the j = 0 pair is reduced to
+            # g2_pulse
+            every = sum(leak(m, tau) for m in range(-int(60 * tau / T) - 2, int(60 * tau / T) + 3))
+            total += w * mu**2 * (every - (1.0 - syn.g2_pulse) * leak(k, tau))
         mean_mu = sum(w * rate * T for w, (rate, _) in zip(weights, syn.states, strict=True))
-        return total + 2.0 * mean_mu * beta + beta**2
+        # flat in the delay: proportional to the window width 2hT
+        return total + (2.0 * mean_mu * beta + beta**2) * 2.0 * h
 
     side = np.mean(
         [area(k) for k in range(1, n_side + 1)] + [area(-k) for k in range(1, n_side + 1)]

@@ -211,8 +211,11 @@ def test_blinking_states_are_separated():
     pure = fraction.max(axis=1) > 0.999
     for state, (rate, lifetime) in enumerate(syn.states):
         members = label == state
-        # the median is robust to the few straddling bins; its SE ~ 1.25 sd / sqrt(n) ~ 0.3 %
-        assert np.median(tau[members]) == pytest.approx(lifetime, rel=0.03)
+        # the median is robust to the few straddling bins; its SE is 1.25 sd / sqrt(n) (~0.3 %,
+        # from the members' own scatter): within 5 of them
+        t = tau[members]
+        se_median = 1.2533 * t.std(ddof=1) / np.sqrt(t.size)
+        assert abs(np.median(t) - lifetime) < 5 * se_median
         # intensity of the bins purely in one state: rate + background, within 4 SE
         sel = members & pure
         se = np.sqrt((rate + 300) * 20e-3) / 20e-3 / np.sqrt(sel.sum())

@@ -419,3 +419,48 @@ def test_sync_rate_disagreement_is_reported(tmp_path: Path) -> None:
     with pytest.warns(PhotonFileWarning, match="sync rate meter read 625000 Hz"):
         table = read_ptu(path)
     assert abs(table.rep_rate_hz - 4999960) < 1  # 1/GlobalResolution is kept
+
+
+# --- the default chunked path on a file larger than one chunk --------------------------------
+def hh_t3_records(times: np.ndarray, channel: np.ndarray, dtime: np.ndarray) -> np.ndarray:
+    """HydraHarp v2 T3 photon records (vectorised ``hh_stream``); one overflow packs all wraps."""
+    wraps = times // 1024
+    k = np.diff(wraps, prepend=0)  # wraps since the previous photon
+    over = k > 0
+    at = np.arange(times.size) + np.cumsum(over)  # record index of each photon
+    records = np.empty(times.size + int(over.sum()), dtype=np.uint32)
+    records[at] = (channel << 25) | (dtime << 10) | (times - wraps * 1024)
+    records[at[over] - 1] = (1 << 31) | (63 << 25) | k[over]
+    return records
+
+
+def test_default_chunks_carry_the_overflow_across_a_chunk_edge(tmp_path: Path) -> None:
+    """A file of more than one decode chunk, read the default way, with a multi-wrap overflow
+    record as the last record of the first chunk: the clock it carries belongs to the first
+    photon of the next chunk."""
+    chunk = _ptu._CHUNK_RECORDS
+    rng = np.random.default_rng(4)
+    n = chunk + chunk // 8
+    # ~1 photon per 1024-tick wrap, plus rare long gaps (multi-wrap overflow records)
+    gaps = rng.exponential(900.0, n).astype(np.int64)
+    gaps[rng.random(n) < 1e-3] += 30_000
+    times = np.cumsum(gaps)
+    records = hh_t3_records(times, np.zeros(n, np.int64), np.zeros(n, np.int64))
+    # Move a multi-wrap overflow record to index chunk - 1 by prepending photons at time 0.
+    over = np.flatnonzero((records >> 25 == 0x7F) & ((records & 0x3FF) > 1))
+    j = over[over < chunk - 1][-1]
+    pad = chunk - 1 - j
+    times = np.concatenate([np.zeros(pad, np.int64), times])
+    n += pad
+    channel = rng.integers(0, 2, n)
+    dtime = rng.integers(0, 3125, n)
+    records = hh_t3_records(times, channel, dtime)
+    assert records.size > chunk and records[chunk - 1] >> 25 == 0x7F  # the premise
+    assert (records[chunk - 1] & 0x3FF) > 1 and records[chunk] >> 31 == 0
+    path = synthetic_ptu(tmp_path, "hydraharp_v20_t3.ptu", 0x01010304, records)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_ptu(path)
+    np.testing.assert_array_equal(table.macrotime, times)
+    np.testing.assert_array_equal(table.microtime, dtime)
+    np.testing.assert_array_equal(table.channel, channel)

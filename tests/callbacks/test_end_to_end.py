@@ -9,19 +9,21 @@ bands) and from the statistics of the short dwells used here; each is derived ne
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bluesky import RunEngine
 
+from qd_bluesky._errors import QdBlueskyError
 from qd_bluesky.analysis import PhotonHdf5Reader, ScalingModel
 from qd_bluesky.callbacks import _engine as engine_module
 from qd_bluesky.callbacks import photon_file_path, replay, subscribe_live_analysis
 from qd_bluesky.catalog import iter_documents, list_runs
+from qd_bluesky.devices import IocLostError
 from qd_bluesky.sim import steady_state
 
 _INSTRUMENT_CONFTEST = Path(__file__).parents[1] / "instrument" / "conftest.py"
@@ -121,12 +123,20 @@ def test_bias_steps_derived_run(bench, steps_uid):
     # 0 V: the decay mixes X0 (125 +- 6 ns), X- (42 +- 3 ns) and X+ (a few ns), so its
     # dominant lifetime lies between tau(X-) and tau(X0) (fit error ~1 ns on >10^5 photons).
     assert 42.0 < decay["lifetime_ns"].values[0] < 125.0 + 6.0
+    # and between this run's own X- and X0 (the FLID clusters below), each widened by 4 of
+    # the decay fit's standard errors
+    scaling = derived["scaling"].read()
+    fit_err = decay["lifetime_stderr_ns"].values[0]
+    tau_xm, tau_x0 = scaling["tau_xm_ns"].values[0], scaling["tau_x0_ns"].values[0]
+    assert tau_xm - 4 * fit_err < decay["lifetime_ns"].values[0] < tau_x0 + 4 * fit_err
     # X0 itself, from the FLID of the 0 V segment (the scaling stream), as the calibration
     # measures it (tests/sim/test_calibration.py): gammaA/gamma0 = 0.5 +- 0.1 with a standard
     # error below a third of the band; I(X0) = 35 kc/s +- 10 %; tau(X0) = 125 +- 6 ns, the band
-    # widened by 10 % below: the cluster's median is pulled down by 20 ms bins that include
-    # part of an X- or X+ visit (2-9 % low in 12 simulations of 4 s and 30 s, six seeds).
-    scaling = derived["scaling"].read()
+    # widened by 10 % below. Not statistics: the FLID's flat background is calibrated by a
+    # decay fit of the first 50 000 rows, which at 0 V mix X0, X- and X+; the fit reads 1.8-3
+    # kc/s of "background" where the simulation has 250 c/s, and that pulls the X0 lifetimes
+    # 6-8 % low (115 ns against 122-123 ns with the true background, same photons). Reported
+    # on issue 17 for the engine; the band closes to 125 +- 6 once that is fixed.
     r, r_err = scaling["gamma_ratio"].values[0], scaling["gamma_ratio_stderr"].values[0]
     assert r_err < 0.1 / 3 and abs(r - 0.5) <= 0.1
     assert abs(scaling["intensity_x0_cps"].values[0] / 35e3 - 1) <= 0.1
@@ -204,11 +214,18 @@ def test_ioc_lost_mid_run(catalog, tmp_path):
         inst = bench.inst
         killer = threading.Timer(3.0, ioc.kill)
         killer.start()
-        t0 = time.monotonic()
-        with pytest.raises(Exception):  # noqa: B017 - whatever the RunEngine re-raises
+        # The user's one-line error, raised by the collect during the dwell (a plan that sat out
+        # its 30 s dwell would fail in the final complete instead).
+        with pytest.raises(IocLostError) as info:
             bench.RE(bias_steps(inst.tcspc, inst.pot, [0.0, -1.0], 30.0))
         killer.join()
-        assert time.monotonic() - t0 < 30.0  # the plan did not sit out its dwell
+        message = str(info.value)
+        assert isinstance(info.value, QdBlueskyError) and "\n" not in message
+        assert re.fullmatch(
+            rf"tcspc: the TCSPC IOC \({re.escape(ioc.prefix)}tcspc:\) was lost during collect; "
+            r"photons written so far stay in (\S+\.h5)",
+            message,
+        ), message
         assert bench.analyzer.wait(60)
         (uid,) = bench.analyzer.outcomes  # this bench's analyzer saw one run
         raw = catalog.client[uid]
@@ -220,6 +237,7 @@ def test_ioc_lost_mid_run(catalog, tmp_path):
             for n, d in iter_documents(catalog, uid)
             if n == "stream_resource" and d["data_key"] == "tcspc_timestamps"
         ]
+        assert message.endswith(photon_file_path(resource["uri"]))  # the file the run used
         with PhotonHdf5Reader(photon_file_path(resource["uri"])) as reader:
             np.testing.assert_array_equal(stamps, reader.read(0, len(stamps)).macrotime)
         outcome = bench.analyzer.outcomes[uid]

@@ -184,10 +184,12 @@ def test_derived_numbers_follow_the_simulated_dot(live_run):
     assert abs(tau - 0.9) <= 0.2
     bias = out.streams()["bias_dependence"]
     assert bias["bias_v"].tolist() == [0.0, -2.0]
-    # The reference is the paper's: the X0 state of the 0 V trace, from its FLID cluster
-    # (125 +- 6 ns; the FLID estimate runs up to ~10 % low, so the band is widened below).
+    # The reference is the paper's: the X0 state of the 0 V trace, from its FLID cluster, in the
+    # paper's band 125 +- 6 ns. Over 32 seeds of 3 s the FLID's X0 centre scatters by 0.8 ns
+    # (sd) around 123 ns (1.6 % low: bins that mix X0 with X- or X+), so the band is decided
+    # by the calibration, not by noise (the offset plus 5 sd stays inside it).
     ref_tau = bias["reference_tau_ns"][0]
-    assert 125 - 6 - 12.5 <= ref_tau <= 125 + 6
+    assert 125 - 6 <= ref_tau <= 125 + 6
     assert bias["enhancement"][0] == pytest.approx(ref_tau / bias["lifetime_ns"][0])
     # -2 V: decay-rate enhancement 140 +- 30 and intensity drop 25 +- 4 (the paper's qd1).
     assert abs(bias["enhancement"][1] - 140) <= 30
@@ -366,20 +368,28 @@ def test_windowed_bins_equal_one_accumulator(window_bins):
     np.testing.assert_array_equal(np.concatenate(got_hist), one.histograms)
 
 
-def test_threaded_analyzer_takes_documents_in_microseconds(steps_photons, settings, tmp_path):
-    """The RunEngine-side call only queues the document, whatever the analysis costs."""
-    import time
+def test_threaded_analyzer_only_queues_documents(steps_photons, settings, tmp_path):
+    """The RunEngine-side call only queues the document, whatever the analysis costs.
 
+    Shown without a clock: the derived-run writer is held shut, so the worker stalls on its
+    first output; every raw document must still be taken while nothing has been analysed.
+    """
     raw = RawRun(simulate_steps([0.0], 2.0, seed=9), tmp_path / "quick.h5")
     docs = list(raw.live(random_cuts(len(raw.photons), 20, seed=2)))
-    analyzer = LiveAnalyzer(Collector(), settings=settings)
-    worst = 0.0
+    gate = threading.Event()
+    out = Collector()
+
+    def held(name, doc):
+        gate.wait(60)
+        out(name, doc)
+
+    analyzer = LiveAnalyzer(held, settings=settings)
     for name, doc in docs:
-        t = time.perf_counter()
         analyzer(name, doc)
-        worst = max(worst, time.perf_counter() - t)
+    assert not gate.is_set() and out.docs == []  # every call returned with the worker stalled
+    assert not analyzer.wait(0.01)
+    gate.set()
     assert analyzer.wait(60)
     analyzer.close()
-    # Generous for a loaded 2-core machine: a queue put is ~10 us.
-    assert worst < 0.05
     assert analyzer.outcomes[raw.uid].exit_status == "success"
+    assert [n for n, _ in out.docs][0] == "start" and out.of("stop")

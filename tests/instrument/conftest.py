@@ -103,3 +103,29 @@ def wait_for(predicate, timeout: float = 10.0, period: float = 0.05) -> bool:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(period)
+
+
+def ramp_rate(samples, reduce=np.median):
+    """Rate (V/s) of a linear ramp from ``(timestamp, value)`` monitor updates.
+
+    The IOC computes each ramp value from its own clock and stamps it as it publishes it, so a
+    tick that is late under load lands further along the same line: the median slope between
+    consecutive updates is the programmed rate whatever the scheduling, and a wrong rate (a
+    ramp twice as fast or slow) shows up directly. ``reduce=0`` returns the non-zero slopes.
+    """
+    t, v = np.asarray(samples, dtype=float).T
+    dt, dv = np.diff(t), np.diff(v)
+    slopes = dv[(dt > 0) & (dv != 0)] / dt[(dt > 0) & (dv != 0)]
+    return slopes if reduce == 0 else float(reduce(slopes))
+
+
+@pytest.fixture
+def ramp_meter():
+    """``ramp_meter(samples) -> rate`` (see :func:`ramp_rate`)."""
+    return ramp_rate
+
+
+@pytest.fixture
+def waiter():
+    """``waiter(predicate, timeout) -> last value`` (see :func:`wait_for`)."""
+    return wait_for

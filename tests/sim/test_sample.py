@@ -34,7 +34,21 @@ def test_contract_attributes(sample: Sample) -> None:
     assert sample.microtime_bins == 16000 and sample.rep_rate_hz == 2.5e6
     assert sample.dots[0] == PRESETS["qd1"]
     assert not sample.cell.damaged
-    assert isinstance(sample.cell.current_a(-1.0, 0.2, 1.0), float)
+    # The cell current: C dV/dt of the 4 uF double layer, far from the faradaic onsets (-1.9 V,
+    # +1.0 V; 0.5 uA at the onset, e-fold per 0.1 V: < 1 nA at -1.0 V), plus 2 nA white noise.
+    # Tolerance: 5 sd of the noise plus the residual faradaic current.
+    noise = sample.cell.params.noise_a
+    assert noise == 2e-9
+    for rate in (0.2, -0.2, 0.0):
+        i = sample.cell.current_a(-1.0, rate, 1.0)
+        assert isinstance(i, float)
+        assert i == pytest.approx(4e-6 * rate, abs=5 * noise + 1e-9)
+    # at the cathodic onset: -0.5 uA at a static bias, and the sweep adds C dV/dt
+    assert sample.cell.current_a(-1.9, 0.0, 2.0) == pytest.approx(-0.5e-6, abs=5 * noise)
+    assert sample.cell.current_a(-1.9, -0.1, 2.0) == pytest.approx(-0.9e-6, abs=5 * noise)
+    # noise: successive readings scatter by 2 nA (sd of 400 readings: 3.5 %; 5 of those)
+    readings = [sample.cell.current_a(0.0, 0.0, 3.0) for _ in range(400)]
+    assert np.std(readings, ddof=1) == pytest.approx(noise, rel=5 * 0.035)
 
 
 def test_parked_on_the_preset_dot() -> None:
