@@ -117,4 +117,6 @@ def disconnect_channel_access() -> None:
     from caproto.threading.pyepics_compat import _make_context
 
     if _make_context.cache_info().currsize:
-        _make_context().disconnect()
+        context = _make_context()
+        if not getattr(context, "_user_disconnected", False):  # once
+            context.disconnect()

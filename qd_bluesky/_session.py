@@ -432,8 +432,16 @@ def open_session(
     # Close before the interpreter joins its threads: the embedded catalog's in-process Tiled
     # app registers its own shutdown there (threading's exit hooks run last-registered first),
     # and it hangs if the catalog is still open; ``atexit`` would run too late.
-    threading._register_atexit(session.close)  # type: ignore[attr-defined]  # as Tiled does
+    threading._register_atexit(_close_at_exit, session)  # type: ignore[attr-defined]  # as Tiled
     return session
+
+
+def _close_at_exit(session: Session) -> None:
+    """Close the session, then Channel Access (the process ends: no device will follow)."""
+    from .devices import disconnect_channel_access
+
+    session.close()
+    disconnect_channel_access()
 
 
 def build_session(**kwargs: Any) -> dict[str, Any]:

@@ -55,7 +55,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Free for a server: like Redis and PostgreSQL, ignore connections left in TIME_WAIT."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
