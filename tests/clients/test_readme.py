@@ -184,6 +184,7 @@ def _check(out: dict[str, str], data_dir: Path, home: Path) -> None:
     # The IPython session: every plan ran, the unsafe bias was refused in one line.
     session = out["ipython"]
     assert "Traceback" not in session, session[-4000:]
+    assert "find_dot: no dot" not in session, session[-4000:]
     assert re.search(
         r"UnsafeBiasError: pot: bias -2\.500 V is outside the safe window \[-2\.000, \+1\.000\] V;"
         r" nothing was sent to the potentiostat",
@@ -231,7 +232,8 @@ def _check(out: dict[str, str], data_dir: Path, home: Path) -> None:
     for r in raw:
         assert r["exit_status"] == "success", r
     # find_dot records a map and the dot, not photons; every photon run has its analysis.
-    assert raw[0]["num_events"]["dot"] == 1
+    assert raw[0]["num_events"]["dot"] == 1  # found
+    assert raw[0]["num_events"]["primary"] >= 25  # the 5 x 5 raster, then the refinement
     for r in raw[1:]:
         assert derived[r["uid"]]["exit_status"] == "success", r
     bias_steps = raw[1]
