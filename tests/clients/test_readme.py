@@ -76,6 +76,12 @@ def test_ci_runs_the_two_setup_commands_of_the_readme():
 
 
 def test_every_block_is_of_a_kind_this_test_runs():
+    # Indented code blocks are only the two set-up commands (.ci/run runs them).
+    indented = re.findall(r"^    \S.*$", README.read_text(), re.M)
+    assert [line.strip() for line in indented] == [
+        "$ pip install . && qd-bluesky demo",
+        '$ pip install ".[test]" && pytest',
+    ]
     blocks = readme_blocks()
     assert {b.language for b in blocks} <= {"console", "ipython", "python"}
     # An ipython block always follows the console block that starts ipython.
