@@ -119,7 +119,13 @@ def _truncated_loglik(alpha: float, mu: float, log_u: NDArray, u: NDArray) -> fl
     return float(-alpha * log_u.sum() - mu * (u - 1.0).sum() - len(u) * math.log(norm))
 
 
-def fit_power_law(dwells: ArrayLike, *, xmin: float | None = None, min_tail: int = MIN_TAIL):
+def fit_power_law(
+    dwells: ArrayLike,
+    *,
+    xmin: float | None = None,
+    min_tail: int = MIN_TAIL,
+    truncated: bool = True,
+) -> PowerLawFit | None:
     """Clauset-Shalizi-Newman power law of continuous data, with a truncated-law comparison.
 
     Parameters
@@ -130,6 +136,8 @@ def fit_power_law(dwells: ArrayLike, *, xmin: float | None = None, min_tail: int
         Lower bound of the tail; default: chosen by the least Kolmogorov-Smirnov distance.
     min_tail
         Fewest dwells at or above ``xmin``.
+    truncated
+        Also fit the truncated power law and compare (NaN fields when False).
 
     Returns
     -------
@@ -170,12 +178,16 @@ def fit_power_law(dwells: ArrayLike, *, xmin: float | None = None, min_tail: int
     u = tail / x_min
     ll_pl = m * math.log(alpha - 1.0) - alpha * log_u.sum()
 
-    def neg(p):
-        return -_truncated_loglik(p[0], math.exp(p[1]), log_u, u)
+    t_alpha, t_lambda, ratio, p_value = math.nan, math.nan, math.nan, math.nan
+    if truncated:
 
-    res = optimize.minimize(neg, [alpha, math.log(0.1 / u.mean())], method="Nelder-Mead")
-    ll_tr = -res.fun if res.success or math.isfinite(res.fun) else -math.inf
-    ratio = max(ll_tr - ll_pl, 0.0)
+        def neg(p):
+            return -_truncated_loglik(p[0], math.exp(p[1]), log_u, u)
+
+        res = optimize.minimize(neg, [alpha, math.log(0.1 / u.mean())], method="Nelder-Mead")
+        ratio = max(-res.fun - ll_pl, 0.0) if math.isfinite(res.fun) else 0.0
+        t_alpha, t_lambda = float(res.x[0]), float(math.exp(res.x[1]) / x_min)
+        p_value = float(0.5 * stats.chi2.sf(2.0 * ratio, 1)) if ratio > 0 else 1.0
     return PowerLawFit(
         alpha=alpha,
         alpha_stderr=(alpha - 1.0) / math.sqrt(m),
@@ -183,10 +195,10 @@ def fit_power_law(dwells: ArrayLike, *, xmin: float | None = None, min_tail: int
         n_tail=m,
         n_total=len(x),
         ks_distance=ks,
-        truncated_alpha=float(res.x[0]),
-        truncated_lambda=float(math.exp(res.x[1]) / x_min),
+        truncated_alpha=t_alpha,
+        truncated_lambda=t_lambda,
         loglik_ratio=ratio,
-        p_value=float(0.5 * stats.chi2.sf(2.0 * ratio, 1)) if ratio > 0 else 1.0,
+        p_value=p_value,
     )
 
 

@@ -47,12 +47,15 @@ class Levels:
         Photons per level.
     intensity_cps
         Photons over duration.
-    lifetime_s
-        Per-level lifetime; NaN for too few photons or without microtimes.
+    lifetime_s, lifetime_stderr_s
+        Per-level lifetime and its standard error; NaN for too few photons or without
+        microtimes.
     group
         Group of each level (0 = brightest).
-    group_intensity_cps, group_lifetime_s, group_time_fraction, group_num_levels
-        Per group, brightest first.
+    group_intensity_cps, group_lifetime_s, group_lifetime_stderr_s
+        Per group, brightest first; a group's lifetime comes from all its levels' photons.
+    group_time_fraction, group_num_levels
+        Per group: fraction of the recording, and number of levels.
     bic
         BIC(G) for G = 1 .. number of levels.
     """
@@ -64,9 +67,11 @@ class Levels:
     photons: NDArray[np.int64]
     intensity_cps: NDArray[np.float64]
     lifetime_s: NDArray[np.float64]
+    lifetime_stderr_s: NDArray[np.float64]
     group: NDArray[np.int64]
     group_intensity_cps: NDArray[np.float64]
     group_lifetime_s: NDArray[np.float64]
+    group_lifetime_stderr_s: NDArray[np.float64]
     group_time_fraction: NDArray[np.float64]
     group_num_levels: NDArray[np.int64]
     bic: NDArray[np.float64]
@@ -231,8 +236,8 @@ def find_levels(
     n_groups = int(group.max()) + 1
     g_photons = np.bincount(group, photons, n_groups)
     g_time = np.bincount(group, durations, n_groups)
-    tau = np.full(len(photons), np.nan)
-    g_tau = np.full(n_groups, np.nan)
+    tau = tau_err = np.full(len(photons), np.nan)
+    g_tau = g_tau_err = np.full(n_groups, np.nan)
     if microtime is not None:
         micro = np.asarray(microtime)
         if micro.shape != ticks.shape:
@@ -247,10 +252,10 @@ def find_levels(
             min_counts=min_counts,
             irf_fwhm_s=irf_fwhm_s,
         )
-        tau, _ = flid_lifetimes(hist, background_counts=background_cps * durations, **fit)
+        tau, tau_err = flid_lifetimes(hist, background_counts=background_cps * durations, **fit)
         g_hist = np.zeros((n_groups, hist.shape[1]), dtype=np.uint32)
         np.add.at(g_hist, group, hist)
-        g_tau, _ = flid_lifetimes(g_hist, background_counts=background_cps * g_time, **fit)
+        g_tau, g_tau_err = flid_lifetimes(g_hist, background_counts=background_cps * g_time, **fit)
     return Levels(
         change_points=cps,
         change_points_s=cps.time * macrotime_unit_s,
@@ -259,9 +264,11 @@ def find_levels(
         photons=photons.astype(np.int64),
         intensity_cps=photons / durations,
         lifetime_s=tau,
+        lifetime_stderr_s=tau_err,
         group=group,
         group_intensity_cps=g_photons / g_time,
         group_lifetime_s=g_tau,
+        group_lifetime_stderr_s=g_tau_err,
         group_time_fraction=g_time / g_time.sum(),
         group_num_levels=np.bincount(group, minlength=n_groups).astype(np.int64),
         bic=bic,
