@@ -9,7 +9,8 @@ Power law (Clauset, Shalizi & Newman, SIAM Rev. 51, 661, 2009; continuous data).
 maximum-likelihood exponent ``alpha = 1 + n / sum(ln(x_i / xmin))`` with standard error
 ``(alpha - 1) / sqrt(n)``; ``xmin`` is the candidate (each observed dwell with at least
 ``min_tail`` dwells at or above it) whose fit has the smallest Kolmogorov-Smirnov distance to the
-data above it.
+data above it. The standard error holds xmin fixed; with xmin chosen from the data the exponent
+scatters about 1.2 times more (measured at 500 dwells; CSN recommend a bootstrap for that).
 
 Truncated power law. ``p(x) ~ x ** -alpha * exp(-lambda x)`` for ``x >= xmin`` is fitted by
 maximum likelihood on the same tail. The power law is its special case lambda = 0, so the two are
