@@ -158,3 +158,43 @@ def test_bad_arguments(kw, match_text):
 def test_group_levels_rejects_empty_levels():
     with pytest.raises(ValueError, match="at least one photon"):
         group_levels([0, 3], [1.0, 1.0])
+
+
+def test_analyze_file_levels_schema_and_truth(tmp_path):
+    from qd_bluesky.analysis import analyze_file, write_photon_hdf5
+
+    switches = telegraph(30.0, alpha_on=1.8, alpha_off=1.8, xmin_s=0.02, xmax_s=2.0, seed=31)
+    syn = generate(30.0, [X0, X_PLUS], switches=switches, background_cps=BACKGROUND_CPS, seed=32)
+    path = write_photon_hdf5(tmp_path / "blinking.h5", syn.table())
+    result = analyze_file(path, levels=True, confidence=0.99)
+    lv = result["levels"]
+    assert set(lv) == {"confidence", "change_points_s", "levels", "groups", "blinking"}
+    assert lv["confidence"] == 0.99
+    assert set(lv["levels"][0]) == {
+        "start_s", "end_s", "photons", "intensity_cps", "lifetime_ns", "group"
+    }  # fmt: skip
+    assert set(lv["groups"][0]) == {
+        "group", "intensity_cps", "lifetime_ns", "time_fraction", "num_levels"
+    }  # fmt: skip
+    assert set(lv["blinking"]) == {"threshold_cps", "on", "off"}
+    assert set(lv["blinking"]["on"]) == {"alpha", "alpha_stderr", "xmin_s", "dwells"}
+    assert sum(level["photons"] for level in lv["levels"]) == len(syn)
+    # the same numbers as the module, with the decay start and background of the file's fit
+    assert len(lv["groups"]) == 2
+    bright, dim = lv["groups"]
+    assert bright["intensity_cps"] > dim["intensity_cps"]
+    # lifetimes through the file's own decay fit (its decay start, IRF and background): 4 % and
+    # 10 % are > 4 SE of groups of 5e5 and 8e4 photons (0.2 % and 0.5 % relative SE)
+    assert abs(bright["lifetime_ns"] - 125.0) < 0.04 * 125.0
+    assert abs(dim["lifetime_ns"] - 5.0) < 0.1 * 5.0
+    # change points in seconds since macrotime 0: inside the recording, increasing
+    cps = np.array(lv["change_points_s"])
+    assert np.all(np.diff(cps) > 0) and 0 < cps[0] and cps[-1] < 30.0
+    assert "levels" not in analyze_file(path)  # only when asked for
+
+
+def test_analyze_file_rejects_an_uncalibrated_confidence(tmp_path):
+    from qd_bluesky.analysis import analyze_file
+
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        analyze_file(tmp_path / "never-read.h5", levels=True, confidence=0.8)
