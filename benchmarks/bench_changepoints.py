@@ -20,7 +20,6 @@ import argparse
 import math
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numba
@@ -29,19 +28,13 @@ import numpy as np
 from qd_bluesky.analysis import _changepoints as cpd
 from qd_bluesky.analysis._cp_critical_values import CONFIDENCES, CRITICAL_N, CRITICAL_VALUES
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "analysis"))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "analysis"))
+sys.path.insert(0, str(HERE))
+from bench_kernels import best_time  # noqa: E402
 from blinking_truth import piecewise_poisson  # noqa: E402
 
 CONFIDENCE = 0.95
-
-
-def best_time(fn, repeat: int) -> tuple[float, object]:
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 # ------------------------------------------------------------------ plain numpy

@@ -1,6 +1,6 @@
-"""Critical values of the Watkins & Yang change-point statistic (generated; do not edit).
+"""Critical values of the Watkins & Yang change-point statistic (generated).
 
-Written by ``benchmarks/calibrate_changepoints.py`` (Monte Carlo under one constant rate,
+Written by ``benchmarks/calibrate_changepoints.py`` (Monte Carlo, one constant rate,
 smoothed in ln n); ``CRITICAL_VALUES[i, j]`` is the ``CONFIDENCES[i]`` quantile of
 ``max_k W_k`` for a segment of ``CRITICAL_N[j]`` inter-photon intervals.
 """
