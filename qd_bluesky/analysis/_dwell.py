@@ -260,3 +260,70 @@ def blinking_statistics(
         on=fit_power_law(on, min_tail=min_tail),
         off=fit_power_law(off, min_tail=min_tail),
     )
+
+
+@dataclass(frozen=True)
+class SegmentBlinking:
+    """Blinking per time segment (e.g. per bias step).
+
+    Attributes
+    ----------
+    edges_s
+        Segment boundaries (segment i is ``edges_s[i]`` to ``edges_s[i + 1]``).
+    time_fraction
+        Shape (segments, groups): fraction of each segment's recorded time in each group.
+    switching_rate_hz
+        On/off switches (changes across the threshold) per second of each segment.
+    threshold_cps
+        The on/off threshold used.
+    """
+
+    edges_s: NDArray[np.float64]
+    time_fraction: NDArray[np.float64]
+    switching_rate_hz: NDArray[np.float64]
+    threshold_cps: float
+
+
+def segment_blinking(
+    levels: Levels, edges_s: ArrayLike, threshold_cps: float | None = None
+) -> SegmentBlinking:
+    """Group time fractions and on/off switching rate within each time segment.
+
+    Parameters
+    ----------
+    levels
+        From :func:`find_levels`.
+    edges_s
+        Increasing segment boundaries, seconds since macrotime 0 (e.g. the bias steps).
+    threshold_cps
+        As for :func:`dwell_times`.
+
+    Returns
+    -------
+    SegmentBlinking
+        A segment outside the recording has NaN fractions and a zero rate.
+
+    Raises
+    ------
+    ValueError
+        If ``edges_s`` has fewer than two values or does not increase.
+    """
+    edges = np.asarray(edges_s, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
+        raise ValueError("edges_s must hold at least two increasing times")
+    threshold, _, _ = dwell_times(levels, threshold_cps)
+    n_groups = len(levels.group_intensity_cps)
+    # overlap of every level with every segment
+    lo = np.maximum(levels.start_s[:, None], edges[None, :-1])
+    hi = np.minimum(levels.end_s[:, None], edges[None, 1:])
+    overlap = np.clip(hi - lo, 0.0, None)
+    in_group = np.zeros((n_groups, len(levels)))
+    in_group[levels.group, np.arange(len(levels))] = 1.0
+    per_group = (in_group @ overlap).T
+    covered = per_group.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = per_group / covered
+    on = levels.group_intensity_cps[levels.group] > threshold
+    switches = levels.change_points_s[on[1:] != on[:-1]]
+    counts = np.histogram(switches, bins=edges)[0]
+    return SegmentBlinking(edges, fraction, counts / np.maximum(covered[:, 0], 1e-300), threshold)

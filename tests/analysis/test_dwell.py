@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qd_bluesky.analysis._dwell import blinking_statistics, fit_power_law
+from qd_bluesky.analysis._dwell import blinking_statistics, fit_power_law, segment_blinking
 from qd_bluesky.analysis._levels import find_levels
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -117,3 +117,31 @@ def test_bad_arguments(dwells, kw, match_text):
 
 def test_too_few_dwells_give_none():
     assert fit_power_law([1.0, 2.0, 3.0]) is None
+
+
+def test_segment_blinking_follows_the_truth():
+    # blinking in the first 20 s, none in the last 20 s (the -1.4 V suppression)
+    rng = np.random.default_rng(41)
+    switch = np.cumsum(rng.exponential(0.2, 400))
+    switch = switch[switch < 20.0]
+    states = np.arange(len(switch) + 1) % 2
+    starts = np.concatenate(([0.0], switch))
+    syn = generate(40.0, [(35e3, 125e-9), (5e3, 5e-9)], switches=(starts, states), seed=42)
+    lv = find_levels(syn.macrotime, syn.period_s)
+    seg = segment_blinking(lv, [0.0, 20.0, 40.0])
+    truth = syn.state_fraction(np.array([0.0, 20.0, 40.0]))
+    # fractions: each change point misplaces ~50 us (test_changepoints.py), 100 of them in 20 s
+    np.testing.assert_allclose(seg.time_fraction[:, :2], truth, atol=100 * 5 * 50e-6 / 20.0)
+    # switching rate: ~100 switches in 20 s; missed short blinks (dwells < 10 ms, 5 % of the
+    # exponential dwells of 0.2 s mean) and spurious ones (5 % per level) at most 3 sd each way
+    n_true = len(switch)
+    tol = 0.05 * n_true + 3 * math.sqrt(n_true * 0.05) + 3 * math.sqrt(n_true * 0.05)
+    assert abs(seg.switching_rate_hz[0] * 20.0 - n_true) < tol
+    assert seg.switching_rate_hz[1] == 0.0
+
+
+def test_segment_blinking_rejects_bad_edges():
+    syn = generate(2.0, [(35e3, 125e-9)], seed=1)
+    lv = find_levels(syn.macrotime, syn.period_s)
+    with pytest.raises(ValueError, match="increasing"):
+        segment_blinking(lv, [1.0, 1.0])
