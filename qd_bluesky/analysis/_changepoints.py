@@ -66,6 +66,24 @@ def harmonic_sums(n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
+def _w(k, n, log_left, log_right, log_span, h1, h2, log_int):
+    """W_k from ln(t_k - t_0) and ln(t_n - t_k) (see the module docstring)."""
+    m = n - k
+    # Z - E[Z]: E[ln V] = psi(k) - psi(n) = -(H1[n-1] - H1[k-1]), likewise for 1 - V
+    dev = -2.0 * k * (log_left - log_span + h1[n - 1] - h1[k - 1]) - 2.0 * m * (
+        log_right - log_span + h1[n - 1] - h1[m - 1]
+    )
+    trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]  # psi1(n)
+    var = (
+        4.0 * k * k * (h2[n - 1] - h2[k - 1])
+        + 4.0 * m * m * (h2[n - 1] - h2[m - 1])
+        - 8.0 * k * m * trigamma_n
+    )
+    weight = 0.5 * (math.log(4.0) + log_int[k] + log_int[m] - 2.0 * log_int[n])
+    return dev / math.sqrt(var) + weight
+
+
+@numba.njit(cache=True)
 def weighted_scan(times, i0, i1, h1, h2, log_int):
     """Maximum of W_k over k = 1 .. n - 1 for the segment i0 .. i1 (see the module docstring).
 
@@ -80,26 +98,50 @@ def weighted_scan(times, i0, i1, h1, h2, log_int):
     if span <= 0.0:
         return best_k, best_w
     log_span = math.log(span)
-    trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]  # psi1(n)
-    h1n = h1[n - 1]
-    h2n = h2[n - 1]
-    weight0 = 0.5 * (math.log(4.0) - 2.0 * log_int[n])
     for k in range(1, n):
         left = float(times[i0 + k] - t0)
         right = span - left
         if left <= 0.0 or right <= 0.0:
             continue  # photons sharing a tick with an end: no evidence
-        m = n - k
-        # Z - E[Z]: E[ln V] = psi(k) - psi(n) = -(H1[n-1] - H1[k-1]), likewise for 1 - V
-        dev = -2.0 * k * (math.log(left) - log_span + h1n - h1[k - 1]) - 2.0 * m * (
-            math.log(right) - log_span + h1n - h1[m - 1]
-        )
-        var = (
-            4.0 * k * k * (h2n - h2[k - 1])
-            + 4.0 * m * m * (h2n - h2[m - 1])
-            - 8.0 * k * m * trigamma_n
-        )
-        w = dev / math.sqrt(var) + weight0 + 0.5 * (log_int[k] + log_int[m])
+        w = _w(k, n, math.log(left), math.log(right), log_span, h1, h2, log_int)
+        if w > best_w:
+            best_w = w
+            best_k = k
+    return best_k, best_w
+
+
+@numba.njit(cache=True)
+def _fill_log_left(times, i0, i1, out):
+    """out[j] = ln(t[j] - t[i0]) for i0 < j < i1 (-inf for a shared tick)."""
+    for j in range(i0 + 1, i1):
+        d = float(times[j] - times[i0])
+        out[j] = math.log(d) if d > 0.0 else -np.inf
+
+
+@numba.njit(cache=True)
+def _fill_log_right(times, i0, i1, out):
+    """out[j] = ln(t[i1] - t[j]) for i0 < j < i1 (-inf for a shared tick)."""
+    for j in range(i0 + 1, i1):
+        d = float(times[i1] - times[j])
+        out[j] = math.log(d) if d > 0.0 else -np.inf
+
+
+@numba.njit(cache=True)
+def _scan_logs(times, i0, i1, log_left, log_right, h1, h2, log_int):
+    """:func:`weighted_scan` from logarithms already in ``log_left`` and ``log_right``."""
+    n = i1 - i0
+    span = float(times[i1] - times[i0])
+    best_k = -1
+    best_w = -np.inf
+    if span <= 0.0:
+        return best_k, best_w
+    log_span = math.log(span)
+    for k in range(1, n):
+        ll = log_left[i0 + k]
+        lr = log_right[i0 + k]
+        if ll == -np.inf or lr == -np.inf:
+            continue
+        w = _w(k, n, ll, lr, log_span, h1, h2, log_int)
         if w > best_w:
             best_w = w
             best_k = k
@@ -150,12 +192,12 @@ def _interp_critical(n, table_n, table_w):
 
 
 @numba.njit(cache=True)
-def _split(times, i0, i1, h1, h2, log_int, table_n, table_w, min_intervals):
-    """Offset k of an accepted change point in segment i0 .. i1, or -1."""
+def _split(times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w, min_intervals):
+    """Offset k of an accepted change point in segment i0 .. i1 (its logs filled), or -1."""
     n = i1 - i0
     if n < min_intervals:
         return -1
-    k, w = weighted_scan(times, i0, i1, h1, h2, log_int)
+    k, w = _scan_logs(times, i0, i1, log_left, log_right, h1, h2, log_int)
     if k < 0 or w <= _interp_critical(n, table_n, table_w):
         return -1
     return k
@@ -168,7 +210,8 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
     Refinement: each change point is tested again, and moved to the maximum, in the segment
     between its neighbours; one that fails is dropped. Binary segmentation alone leaves pairs of
     change points around one true change (the first split, made on a long segment, is
-    mislocated and a sliver is cut off later). Passes repeat until nothing changes.
+    mislocated and a sliver is cut off later). Passes repeat, over the change points whose
+    segment changed, until nothing changes.
 
     Returns (change point photon indices, interval low index, interval high index), sorted.
     """
@@ -177,46 +220,82 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
     if n_total < min_intervals:
         return empty, empty, empty
     h1, h2, log_int = harmonic_sums(n_total)
+    # ln(t_k - t_start) and ln(t_end - t_k) of the segment each photon is in: a child segment
+    # shares its start (left child) or end (right child) with its parent, so half its
+    # logarithms are already there, and children never overlap.
+    log_left = np.empty(n_total + 1)
+    log_right = np.empty(n_total + 1)
     found = np.empty(max(n_total, 1), dtype=np.int64)
     count = 0
-    stack_a = np.empty(64, dtype=np.int64)
-    stack_b = np.empty(64, dtype=np.int64)
-    stack_a[0] = 0
-    stack_b[0] = n_total
+    # stack of (start, end, whether log_left / log_right must be filled)
+    stack = np.empty((64, 4), dtype=np.int64)
+    stack[0] = (0, n_total, 1, 1)
     depth = 1
     while depth > 0:
         depth -= 1
-        i0 = stack_a[depth]
-        i1 = stack_b[depth]
-        k = _split(times, i0, i1, h1, h2, log_int, table_n, table_w, min_intervals)
+        i0, i1, need_left, need_right = stack[depth]
+        if i1 - i0 < min_intervals:
+            continue
+        if need_left:
+            _fill_log_left(times, i0, i1, log_left)
+        if need_right:
+            _fill_log_right(times, i0, i1, log_right)
+        k = _split(
+            times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w, min_intervals
+        )
         if k < 0:
             continue
         found[count] = i0 + k
         count += 1
-        if depth + 2 > len(stack_a):
-            stack_a = np.concatenate((stack_a, np.empty(len(stack_a), dtype=np.int64)))
-            stack_b = np.concatenate((stack_b, np.empty(len(stack_b), dtype=np.int64)))
-        stack_a[depth] = i0
-        stack_b[depth] = i0 + k
-        stack_a[depth + 1] = i0 + k
-        stack_b[depth + 1] = i1
+        if depth + 2 > len(stack):
+            stack = np.concatenate((stack, np.empty_like(stack)))
+        stack[depth] = (i0, i0 + k, 0, 1)
+        stack[depth + 1] = (i0 + k, i1, 1, 0)
         depth += 2
     cps = np.sort(found[:count])
+    # a change point is re-tested when it or a neighbour moved (or vanished) since its last test
+    dirty = np.ones(len(cps), dtype=np.bool_)
     for _ in range(max_passes):
         changed = False
         kept = 0
+        left_moved = False
         for i in range(len(cps)):
+            if not (dirty[i] or left_moved):
+                cps[kept] = cps[i]
+                dirty[kept] = False
+                kept += 1
+                continue
             a = cps[kept - 1] if kept > 0 else 0
             b = cps[i + 1] if i + 1 < len(cps) else n_total
-            k = _split(times, a, b, h1, h2, log_int, table_n, table_w, min_intervals)
+            k = -1
+            if b - a >= min_intervals:
+                _fill_log_left(times, a, b, log_left)
+                _fill_log_right(times, a, b, log_right)
+                k = _split(
+                    times,
+                    a,
+                    b,
+                    log_left,
+                    log_right,
+                    h1,
+                    h2,
+                    log_int,
+                    table_n,
+                    table_w,
+                    min_intervals,
+                )
+            left_moved = k < 0 or a + k != cps[i]
+            if left_moved:
+                changed = True
+                if kept > 0:
+                    dirty[kept - 1] = True  # its right neighbour is no longer where it was
             if k < 0:
-                changed = True
                 continue
-            if a + k != cps[i]:
-                changed = True
             cps[kept] = a + k
+            dirty[kept] = False
             kept += 1
         cps = cps[:kept]
+        dirty = dirty[:kept]
         if not changed:
             break
     lo = np.empty_like(cps)
