@@ -19,17 +19,24 @@ null hypothesis (digamma and trigamma functions of k, n - k and n) and add the w
 
 A change point is accepted at the k that maximises ``W_k`` when ``max W_k`` exceeds the
 critical value for the chosen confidence and n (:mod:`._cp_critical_values`, a Monte Carlo
-calibration of the null distribution of ``max W_k``, which depends on n only). The segment is
-then split at photon j and both halves are tested again (binary segmentation).
+calibration of the null distribution of ``max W_k``, which depends on n only, by
+``benchmarks/calibrate_changepoints.py``; linear in ln n between its points and continued with
+the last slope beyond 10**6 intervals). The segment is then split at photon j and both halves
+are tested again (binary segmentation). Finally each change point is re-tested, and moved to
+the maximum, between its two neighbours; one that fails there is dropped (binary segmentation
+alone leaves a spurious sliver beside some changes).
 
 Confidence interval of a change point: the photons k whose log-likelihood ratio is within
 ``c / 2`` of the maximum, ``Z_max - Z_k <= c``. In the limit of a small change the profile
 log-likelihood around the true change point is a two-sided Brownian motion with drift -|t|/2,
 whose supremum M obeys P(M <= x) = (1 - exp(-x))**2; the region covers the true change point
 with probability ``confidence`` when ``c = -2 ln(1 - sqrt(confidence))`` (7.35 at 0.95).
+For a large change the profile is a jump process and the region is conservative (measured
+coverage 0.985 at 35 against 5 kc/s); at 35 against 23 kc/s it measured 0.90 (79 changes).
 
 Cost: with cumulative harmonic sums every ``W_k`` costs O(1), so a segment's scan is O(n) and
-the whole recursion O(N log N).
+the whole recursion O(N log N). A child segment shares its start or its end with its parent, so
+it reuses half of the parent's logarithms.
 
 Arrival times are integer ticks; photons sharing a tick (``V_k`` of exactly 0 or 1) are no
 evidence of a change, so those k are skipped.
@@ -333,7 +340,8 @@ def _confidence_row(confidence: float) -> int:
     for i, c in enumerate(CONFIDENCES):
         if abs(confidence - c) < 1e-9:
             return i
-    raise ValueError(f"confidence must be one of {tuple(CONFIDENCES)}, got {confidence}")
+    choices = ", ".join(f"{c:g}" for c in CONFIDENCES)
+    raise ValueError(f"confidence must be one of {choices}, got {confidence}")
 
 
 @dataclass(frozen=True)
