@@ -25,7 +25,12 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from qd_bluesky.analysis._changepoints import harmonic_sums, weighted_scan
+from qd_bluesky.analysis._changepoints import (
+    fill_log_left,
+    fill_log_right,
+    harmonic_sums,
+    weighted_scan,
+)
 
 CONFIDENCES = (0.69, 0.90, 0.95, 0.99)
 GRID = (
@@ -61,6 +66,8 @@ def null_maxima(n, draws, seed):
     np.random.seed(seed)  # noqa: NPY002
     h1, h2, log_int = harmonic_sums(n)
     times = np.empty(n + 1)
+    log_left = np.empty(n + 1)
+    log_right = np.empty(n + 1)
     out = np.empty(draws)
     for d in range(draws):
         t = 0.0
@@ -68,7 +75,10 @@ def null_maxima(n, draws, seed):
         for j in range(1, n + 1):
             t += np.random.exponential(1.0)  # noqa: NPY002
             times[j] = t
-        out[d] = weighted_scan(times, 0, n, h1, h2, log_int)[1]
+        # the same path as the detection kernel
+        fill_log_left(times, 0, n, log_left)
+        fill_log_right(times, 0, n, log_right)
+        out[d] = weighted_scan(times, 0, n, log_left, log_right, h1, h2, log_int)[1]
     return out
 
 

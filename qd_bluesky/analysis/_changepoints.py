@@ -91,34 +91,7 @@ def _w(k, n, log_left, log_right, log_span, h1, h2, log_int):
 
 
 @numba.njit(cache=True)
-def weighted_scan(times, i0, i1, h1, h2, log_int):
-    """Maximum of W_k over k = 1 .. n - 1 for the segment i0 .. i1 (see the module docstring).
-
-    ``times`` may be int64 ticks or float64. Returns (k of the maximum, W at it); k = -1 when no
-    k was usable. ``h1``, ``h2`` and ``log_int`` are :func:`harmonic_sums` of at least n.
-    """
-    n = i1 - i0
-    t0 = times[i0]
-    span = float(times[i1] - t0)
-    best_k = -1
-    best_w = -np.inf
-    if span <= 0.0:
-        return best_k, best_w
-    log_span = math.log(span)
-    for k in range(1, n):
-        left = float(times[i0 + k] - t0)
-        right = span - left
-        if left <= 0.0 or right <= 0.0:
-            continue  # photons sharing a tick with an end: no evidence
-        w = _w(k, n, math.log(left), math.log(right), log_span, h1, h2, log_int)
-        if w > best_w:
-            best_w = w
-            best_k = k
-    return best_k, best_w
-
-
-@numba.njit(cache=True)
-def _fill_log_left(times, i0, i1, out):
+def fill_log_left(times, i0, i1, out):
     """out[j] = ln(t[j] - t[i0]) for i0 < j < i1 (-inf for a shared tick)."""
     for j in range(i0 + 1, i1):
         d = float(times[j] - times[i0])
@@ -126,7 +99,7 @@ def _fill_log_left(times, i0, i1, out):
 
 
 @numba.njit(cache=True)
-def _fill_log_right(times, i0, i1, out):
+def fill_log_right(times, i0, i1, out):
     """out[j] = ln(t[i1] - t[j]) for i0 < j < i1 (-inf for a shared tick)."""
     for j in range(i0 + 1, i1):
         d = float(times[i1] - times[j])
@@ -134,8 +107,14 @@ def _fill_log_right(times, i0, i1, out):
 
 
 @numba.njit(cache=True)
-def _scan_logs(times, i0, i1, log_left, log_right, h1, h2, log_int):
-    """:func:`weighted_scan` from logarithms already in ``log_left`` and ``log_right``."""
+def weighted_scan(times, i0, i1, log_left, log_right, h1, h2, log_int):
+    """Maximum of W_k over k = 1 .. n - 1 for the segment i0 .. i1 (see the module docstring).
+
+    ``log_left`` and ``log_right`` hold the segment's :func:`fill_log_left` and
+    :func:`fill_log_right`; ``h1``, ``h2`` and ``log_int`` are :func:`harmonic_sums` of at least
+    n. Returns (k of the maximum, W at it); k = -1 when no k was usable (photons sharing a tick
+    with an end of the segment are no evidence of a change).
+    """
     n = i1 - i0
     span = float(times[i1] - times[i0])
     best_k = -1
@@ -204,7 +183,7 @@ def _split(times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w
     n = i1 - i0
     if n < min_intervals:
         return -1
-    k, w = _scan_logs(times, i0, i1, log_left, log_right, h1, h2, log_int)
+    k, w = weighted_scan(times, i0, i1, log_left, log_right, h1, h2, log_int)
     if k < 0 or w <= _interp_critical(n, table_n, table_w):
         return -1
     return k
@@ -244,9 +223,9 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
         if i1 - i0 < min_intervals:
             continue
         if need_left:
-            _fill_log_left(times, i0, i1, log_left)
+            fill_log_left(times, i0, i1, log_left)
         if need_right:
-            _fill_log_right(times, i0, i1, log_right)
+            fill_log_right(times, i0, i1, log_right)
         k = _split(
             times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w, min_intervals
         )
@@ -276,8 +255,8 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
             b = cps[i + 1] if i + 1 < len(cps) else n_total
             k = -1
             if b - a >= min_intervals:
-                _fill_log_left(times, a, b, log_left)
-                _fill_log_right(times, a, b, log_right)
+                fill_log_left(times, a, b, log_left)
+                fill_log_right(times, a, b, log_right)
                 k = _split(
                     times,
                     a,
