@@ -5,12 +5,23 @@ Pure numpy/numba/scipy/h5py: nothing here knows about bluesky or EPICS.
 
 from ._accumulators import DecayHistogram, IntensityTrace
 from ._analyze import analyze_file
+from ._changepoints import ChangePoints, find_change_points
+from ._dwell import (
+    Blinking,
+    PowerLawFit,
+    SegmentBlinking,
+    blinking_statistics,
+    dwell_times,
+    fit_power_law,
+    segment_blinking,
+)
 from ._errors import AnalysisError, PhotonFileError, QdBlueskyError
 from ._fit import DecayFit, fit_decay
 from ._flid import Flid, FlidResult, flid_lifetimes
 from ._g2 import G2Pulsed, G2Result
 from ._io import PhotonFileWarning, read_photons
 from ._irf import estimate_decay_start, gaussian_irf, resample_irf
+from ._levels import Levels, find_levels, group_levels
 from ._photon_hdf5 import (
     PhotonHdf5Reader,
     PhotonHdf5Writer,
@@ -62,6 +73,19 @@ __all__ = [
     "resample_irf",
     "PhotonTable",
     "QdBlueskyError",
+    # blinking: change points, levels, dwells
+    "Blinking",
+    "ChangePoints",
+    "Levels",
+    "PowerLawFit",
+    "SegmentBlinking",
+    "blinking_statistics",
+    "dwell_times",
+    "find_change_points",
+    "find_levels",
+    "fit_power_law",
+    "group_levels",
+    "segment_blinking",
     # whole-file analysis
     "PhotonAnalysis",
     "StreamUnits",

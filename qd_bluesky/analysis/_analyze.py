@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from ._blinking import check_confidence, levels_summary
 from ._errors import AnalysisError
 from ._io import read_photons
 from ._pipeline import PhotonAnalysis, StreamUnits
@@ -19,6 +20,8 @@ def analyze_file(
     bin_ms: float = 20.0,
     *,
     require: Iterable[str] = (),
+    levels: bool = False,
+    confidence: float = 0.95,
 ) -> dict[str, Any]:
     """Read a PTU or Photon-HDF5 file and analyse it: rate, decay fit, FLID and g2(0).
 
@@ -32,6 +35,11 @@ def analyze_file(
         Results the caller needs: ``"lifetime"`` (T3 data with microtimes) and/or ``"g2"`` (two
         detector channels and a pulsed sync). A file that cannot give one raises
         :class:`AnalysisError`; otherwise those results are ``None`` when the data lack them.
+    levels
+        Add the key ``levels``: change points, levels, groups and blinking statistics
+        (:func:`qd_bluesky.analysis._blinking.levels_summary`).
+    confidence
+        Of the change-point test (0.69, 0.90, 0.95 or 0.99), with ``levels``.
 
     Returns
     -------
@@ -43,6 +51,8 @@ def analyze_file(
         raise ValueError(f"unknown requirement(s) {sorted(unknown)}; choose from {REQUIREMENTS}")
     if not bin_ms > 0:
         raise ValueError(f"--bin-ms must be positive, got {bin_ms}")
+    if levels:
+        check_confidence(confidence)
     table = read_photons(path)
     if len(table) == 0:
         raise AnalysisError(f"{path}: the file holds no photon records")
@@ -70,9 +80,12 @@ def analyze_file(
     )
     analysis.add(table.macrotime, table.microtime, table.channel)
     summary = analysis.summary(bin_ms=bin_ms)
-    return {
+    result = {
         "source": os.fspath(path),
         "format": table.format,
         **summary,
         "warnings": list(table.warnings) + summary["warnings"],
     }
+    if levels:
+        result["levels"] = levels_summary(table, summary, confidence=confidence)
+    return result

@@ -34,6 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="fail unless the file can give this result (repeatable)",
     )
+    p.add_argument(
+        "--levels",
+        action="store_true",
+        help="change points, intensity levels, their groups and on/off dwell statistics",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        choices=(0.69, 0.90, 0.95, 0.99),
+        default=0.95,
+        help="confidence of the change-point test, with --levels (0.95)",
+    )
     p.set_defaults(func=run)
 
 
@@ -43,7 +55,13 @@ def run(args: argparse.Namespace) -> int:
     path = EXAMPLE_PTU if args.example else args.file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = analyze_file(path, bin_ms=args.bin_ms, require=args.require)
+        result = analyze_file(
+            path,
+            bin_ms=args.bin_ms,
+            require=args.require,
+            levels=args.levels,
+            confidence=args.confidence,
+        )
     # File warnings are already in the result; anything else is shown once too.
     result["warnings"] += [
         str(w.message) for w in caught if not issubclass(w.category, PhotonFileWarning)
@@ -98,4 +116,8 @@ def format_summary(r: dict) -> str:
         f"FLID         {len(flid['intensity_cps'])} bins of {flid['bin_ms']:g} ms, "
         f"{len(lifetimes)} with a lifetime"
     )
+    if "levels" in r:
+        from ._levels_text import format_levels
+
+        lines += format_levels(r["levels"], _fmt)
     return "\n".join(lines)

@@ -100,6 +100,7 @@ def generate(
     background_cps: float = 0.0,
     g2_zero: float = 0.0,
     seed: int = 0,
+    switches: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Synthetic:
     """Draw a photon stream.
 
@@ -123,13 +124,18 @@ def generate(
         Pulse-level g2(0) of the signal, in [0, 1].
     seed
         Seed of the random generator.
+    switches
+        ``(start_s, state)`` of every dwell, the first starting at 0; replaces ``dwell_s``.
     """
     rng = np.random.default_rng(seed)
     if not 0.0 <= g2_zero <= 1.0:
         raise ValueError(f"g2_zero must be in [0, 1], got {g2_zero}")
     single_fraction = math.sqrt(1.0 - g2_zero)
     n_states = len(states)
-    starts, which = _dwells(duration_s, n_states, dwell_s, rng)
+    if switches is None:
+        starts, which = _dwells(duration_s, n_states, dwell_s, rng)
+    else:
+        starts, which = np.asarray(switches[0], float), np.asarray(switches[1], np.int64)
     stops = np.append(starts[1:], duration_s)
     sigma = irf_fwhm_s / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
