@@ -204,11 +204,6 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or os.name == "nt"
 
 
-def interactive_display() -> bool:
-    """True in an IPython session, outside a queueserver worker, that can show figures."""
-    return _in_ipython() and not in_queueserver_worker() and _has_display()
-
-
 @dataclass
 class Session:
     """What :func:`open_session` assembled. Close it (or use ``with``) when done.
@@ -238,7 +233,6 @@ class Session:
     interlock_suspender: SuspendWhenChanged
     bec: BestEffortCallback | None = None
     live_plots: LivePhotonPlots | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def namespace(self) -> dict[str, Any]:
@@ -274,8 +268,6 @@ class Session:
         self.analyzer.close(timeout)
         for device in self.instrument:
             device.destroy()
-        for closer in reversed(self._closers):
-            closer()
         self.catalog.close()
 
     def __enter__(self) -> Session:
@@ -442,11 +434,6 @@ def _close_at_exit(session: Session) -> None:
 
     session.close()
     disconnect_channel_access()
-
-
-def build_session(**kwargs: Any) -> dict[str, Any]:
-    """:func:`open_session` as a namespace (see :meth:`Session.namespace`)."""
-    return open_session(**kwargs).namespace()
 
 
 class _OneLineUserErrors(logging.Filter):
