@@ -70,7 +70,8 @@ class SimulatedInstrumentProcess:
     Parameters
     ----------
     data_dir
-        Where the TCSPC IOC writes its photon files.
+        The folder where the TCSPC IOC writes its photon files (``catalog.photon_dir``), passed
+        as ``--photon-dir``: the caller has resolved the layout already.
     seed, preset
         Of the simulated sample.
     prefix
@@ -113,7 +114,7 @@ class SimulatedInstrumentProcess:
             str(self.seed),
             "--preset",
             self.preset,
-            "--data-dir",
+            "--photon-dir",
             str(self.data_dir),
         ]
         self.proc = subprocess.Popen(
