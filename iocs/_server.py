@@ -13,8 +13,8 @@ import logging
 import os
 import signal
 import threading
-from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from caproto.asyncio.server import start_server

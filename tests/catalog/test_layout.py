@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from pathlib import Path
 
 import h5py
 import numpy as np
