@@ -52,7 +52,9 @@ def writer(path: str, cycles: int, cycle_s: float, seed: int, out: mp.Queue) -> 
     """The card: write every cycle, report ``(first_row, stop)`` after each."""
     from cycling import CyclingDot, write_cycling
 
-    for first, stop in write_cycling(Path(path), cycles, dot=CyclingDot(cycle_s=cycle_s), seed=seed):
+    for first, stop in write_cycling(
+        Path(path), cycles, dot=CyclingDot(cycle_s=cycle_s), seed=seed
+    ):
         out.put((first, stop))
     out.put(None)
 
@@ -75,9 +77,7 @@ class Sink:
             self.rows[stream] = self.rows.get(stream, 0) + n
             if stream == "reversibility":
                 keys = list(doc["data"])
-                self.reversibility.extend(
-                    {k: doc["data"][k][i] for k in keys} for i in range(n)
-                )
+                self.reversibility.extend({k: doc["data"][k][i] for k in keys} for i in range(n))
         elif name == "stop":
             self.stop = doc
 
@@ -112,6 +112,7 @@ def soak(
         if tiled is not None:
             tiled(name, doc)
         live(name, doc)
+
     bundle = compose_run(
         metadata={
             "plan_name": "bias_cycling",
@@ -172,7 +173,10 @@ def soak(
                 for f, key in KEYS.items()
             ]
             for b in bundles:
-                analyzer("stream_resource", dict(b.stream_resource_doc, run_start=bundle.start_doc["uid"]))
+                analyzer(
+                    "stream_resource",
+                    dict(b.stream_resource_doc, run_start=bundle.start_doc["uid"]),
+                )
         t = time.monotonic()
         marker = primary.compose_event(
             data={"pot": 0.0, "tcspc_num_photons": first},

@@ -144,9 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = (args.data_dir or Path(tmp)).resolve()
-        r = soak(
-            args.cycles, args.rate, args.vertex, data_dir, args.every, args.monitor_bias
-        )
+        r = soak(args.cycles, args.rate, args.vertex, data_dir, args.every, args.monitor_bias)
         photons = sorted(data_dir.rglob("*.h5"))
         r["photon_files"] = [str(p.relative_to(data_dir)) for p in photons]
     samples = r["samples"]
