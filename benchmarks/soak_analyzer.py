@@ -28,15 +28,13 @@ import threading
 import time
 from pathlib import Path
 
-from event_model import ComposeStreamResource, StreamRange, compose_run
+from bench_live import DATASETS, KEYS, qd_run
+from event_model import ComposeStreamResource, StreamRange
 
 from qd_bluesky.callbacks import LiveAnalyzer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "callbacks"))
-
-KEYS = {f: f"tcspc_{f}" for f in ("timestamps", "nanotimes", "detectors")}
-DATASETS = {f: f"/photon_data/{f}" for f in KEYS}
 DATUM_S = 0.5
 
 
@@ -113,36 +111,8 @@ def soak(
             tiled(name, doc)
         live(name, doc)
 
-    bundle = compose_run(
-        metadata={
-            "plan_name": "bias_cycling",
-            "qd": {
-                "schema": 1,
-                "photon_stream": "photons",
-                "photon_keys": dict(KEYS),
-                "marker_stream": "primary",
-                "photon_index_key": "tcspc_num_photons",
-                "bias_key": "pot",
-                "segments": "continuous",
-                "bias_setpoints": None,
-            },
-        }
-    )
+    bundle, primary, photons = qd_run("bias_cycling", "continuous")
     analyzer("start", bundle.start_doc)
-    primary = bundle.compose_descriptor(
-        name="primary",
-        data_keys={
-            "pot": {"source": "sim", "dtype": "number", "shape": []},
-            "tcspc_num_photons": {"source": "sim", "dtype": "integer", "shape": []},
-        },
-    )
-    photons = bundle.compose_descriptor(
-        name="photons",
-        data_keys={
-            k: {"source": "sim", "dtype": "integer", "shape": [], "external": "STREAM:"}
-            for k in KEYS.values()
-        },
-    )
     analyzer("descriptor", primary.descriptor_doc)
     analyzer("descriptor", photons.descriptor_doc)
 

@@ -30,16 +30,21 @@ from qd_bluesky.iocs import free_port_pair
 from qd_bluesky.iocs._process import READY_LINE
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (NaN once it has exited)."""
+def status(pid: int, key: str) -> float:
+    """A number of ``/proc/<pid>/status`` (NaN once the process has exited)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])
     except OSError:
         pass
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB."""
+    return status(pid, "VmRSS") / 1024
 
 
 def command(*args: str) -> list[str]:
@@ -48,7 +53,14 @@ def command(*args: str) -> list[str]:
 
 
 def soak(
-    cycles: int, rate: float, vertex: float, data_dir: Path, every: float, monitor_bias: bool
+    cycles: int,
+    rate: float,
+    vertex: float,
+    data_dir: Path,
+    every: float,
+    monitor_bias: bool,
+    client_env: dict[str, str] | None = None,
+    variant: list[str] | None = None,
 ) -> dict:
     prefix = f"soak{uuid.uuid4().hex[:8]}:"
     port = free_port_pair()
@@ -74,10 +86,11 @@ def soak(
     if not ready.wait(120) or sim.poll() is not None:
         sim.kill()
         raise SystemExit("the simulated instrument did not start:\n" + "".join(sim_lines[-20:]))
-    samples: list[tuple[float, float, float]] = []  # (elapsed s, client MB, IOC MB)
+    # (elapsed s, client MB, IOC MB, client threads)
+    samples: list[tuple[float, float, float, float]] = []
     t0 = time.monotonic()
-    client = subprocess.Popen(
-        command(
+    if variant is None:
+        argv = command(
             "run",
             "bias-cycling",
             "--cycles",
@@ -88,7 +101,16 @@ def soak(
             str(vertex),
             *([] if monitor_bias else ["--no-monitor-bias"]),
             *common,
-        ),
+        )
+    else:  # the same client with parts left out (soak_client.py)
+        argv = [
+            sys.executable,
+            str(Path(__file__).with_name("soak_client.py")),
+            *["--prefix", prefix, "--data-dir", str(data_dir), "--cycles", str(cycles)],
+            *["--rate", str(rate), *variant],
+        ]
+    client = subprocess.Popen(
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -98,11 +120,19 @@ def soak(
             "EPICS_CA_ADDR_LIST": "127.0.0.1",
             "EPICS_CA_AUTO_ADDR_LIST": "NO",
             "EPICS_CA_SERVER_PORT": str(port),
+            **(client_env or {}),
         },
     )
     try:
         while client.poll() is None:
-            samples.append((time.monotonic() - t0, rss_mb(client.pid), rss_mb(sim.pid)))
+            samples.append(
+                (
+                    time.monotonic() - t0,
+                    rss_mb(client.pid),
+                    rss_mb(sim.pid),
+                    status(client.pid, "Threads"),
+                )
+            )
             time.sleep(every)
         wall = time.monotonic() - t0
         output = client.stdout.read()
@@ -140,24 +170,50 @@ def main() -> None:
         default=True,
         help="the plan's monitor_bias (default: on, as the plan)",
     )
+    parser.add_argument(
+        "--client-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment of the client (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
+    parser.add_argument(
+        "--client-variant",
+        choices=["run", "full", "no-analyzer", "no-catalog"],
+        default="run",
+        help="run: `qd-bluesky run` (default); otherwise benchmarks/soak_client.py with the "
+        "live analyzer or the catalog writer left out",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the samples here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = (args.data_dir or Path(tmp)).resolve()
-        r = soak(args.cycles, args.rate, args.vertex, data_dir, args.every, args.monitor_bias)
+        env = dict(item.split("=", 1) for item in args.client_env)
+        r = soak(
+            args.cycles,
+            args.rate,
+            args.vertex,
+            data_dir,
+            args.every,
+            args.monitor_bias,
+            env,
+            None
+            if args.client_variant == "run"
+            else [f"--{args.client_variant}"] * (args.client_variant != "full"),
+        )
         photons = sorted(data_dir.rglob("*.h5"))
         r["photon_files"] = [str(p.relative_to(data_dir)) for p in photons]
     samples = r["samples"]
-    print(f"{'t (s)':>7} {'client MB':>10} {'IOC MB':>8}")
+    print(f"{'t (s)':>7} {'client MB':>10} {'IOC MB':>8} {'client threads':>15}")
     step = max(1, len(samples) // 20)
-    for t, c, i in samples[::step] + samples[-1:]:
-        print(f"{t:7.1f} {c:10.0f} {i:8.0f}")
+    for t, c, i, n in samples[::step] + samples[-1:]:
+        print(f"{t:7.1f} {c:10.0f} {i:8.0f} {n:15.0f}")
     half = samples[len(samples) // 2 :]
     print(
-        f"client peak {max(c for _, c, _ in samples):.0f} MB "
-        f"(second half {min(c for _, c, _ in half):.0f}-{max(c for _, c, _ in half):.0f} MB); "
-        f"IOC peak {max(i for _, _, i in samples):.0f} MB "
-        f"(second half {min(i for _, _, i in half):.0f}-{max(i for _, _, i in half):.0f} MB)"
+        f"client peak {max(s[1] for s in samples):.0f} MB "
+        f"(second half {min(s[1] for s in half):.0f}-{max(s[1] for s in half):.0f} MB); "
+        f"IOC peak {max(s[2] for s in samples):.0f} MB "
+        f"(second half {min(s[2] for s in half):.0f}-{max(s[2] for s in half):.0f} MB)"
     )
     print(
         f"{r['cycles']} cycles at {r['rate_v_per_s']} V/s: wall {r['wall_s']:.1f} s for "
