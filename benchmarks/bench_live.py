@@ -101,6 +101,40 @@ def card(path: str, rate: float, seconds: float, rows, ready, go) -> None:
 # --- the RunEngine side -----------------------------------------------------------------------
 
 
+def qd_run(plan_name: str, segments: str):
+    """A raw run with the qd contract: its bundle and the primary and photons descriptors."""
+    bundle = compose_run(
+        metadata={
+            "plan_name": plan_name,
+            "qd": {
+                "schema": 1,
+                "photon_stream": "photons",
+                "photon_keys": dict(KEYS),
+                "marker_stream": "primary",
+                "photon_index_key": "tcspc_num_photons",
+                "bias_key": "pot",
+                "segments": segments,
+                "bias_setpoints": None,
+            },
+        }
+    )
+    primary = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "pot": {"source": "sim", "dtype": "number", "shape": []},
+            "tcspc_num_photons": {"source": "sim", "dtype": "integer", "shape": []},
+        },
+    )
+    photons = bundle.compose_descriptor(
+        name="photons",
+        data_keys={
+            k: {"source": "sim", "dtype": "integer", "shape": [], "external": "STREAM:"}
+            for k in KEYS.values()
+        },
+    )
+    return bundle, primary, photons
+
+
 class Recorder:
     """The analyzer's callback: derived rows with their emission time."""
 
@@ -141,36 +175,8 @@ def live(rate: float, seconds: float, collect_s: float, workdir: Path) -> dict:
         analyzer(name, doc)
         calls.append(time.perf_counter() - t)
 
-    bundle = compose_run(
-        metadata={
-            "plan_name": "bench_live",
-            "qd": {
-                "schema": 1,
-                "photon_stream": "photons",
-                "photon_keys": dict(KEYS),
-                "marker_stream": "primary",
-                "photon_index_key": "tcspc_num_photons",
-                "bias_key": "pot",
-                "segments": "steps",
-                "bias_setpoints": None,
-            },
-        }
-    )
+    bundle, primary, photons = qd_run("bench_live", "steps")
     send("start", bundle.start_doc)
-    primary = bundle.compose_descriptor(
-        name="primary",
-        data_keys={
-            "pot": {"source": "sim", "dtype": "number", "shape": []},
-            "tcspc_num_photons": {"source": "sim", "dtype": "integer", "shape": []},
-        },
-    )
-    photons = bundle.compose_descriptor(
-        name="photons",
-        data_keys={
-            k: {"source": "sim", "dtype": "integer", "shape": [], "external": "STREAM:"}
-            for k in KEYS.values()
-        },
-    )
     send("descriptor", primary.descriptor_doc)
     send("descriptor", photons.descriptor_doc)
     compose = ComposeStreamResource()

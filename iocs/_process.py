@@ -70,8 +70,8 @@ class SimulatedInstrumentProcess:
     Parameters
     ----------
     data_dir
-        The data directory (``qd-bluesky sim --data-dir``): the TCSPC IOC writes its photon
-        files into its ``photons/`` folder, where a catalog of the same directory reads them.
+        The folder where the TCSPC IOC writes its photon files (``catalog.photon_dir``), passed
+        as ``--photon-dir``: the caller has resolved the layout already.
     seed, preset
         Of the simulated sample.
     prefix
@@ -92,7 +92,6 @@ class SimulatedInstrumentProcess:
         self.prefix = prefix or f"qd{uuid.uuid4().hex[:10]}:"
         self.port = port or free_port_pair()
         self.data_dir = Path(data_dir)
-        self.photon_dir = self.data_dir / "photons"
         self.seed = seed
         self.preset = preset
         self.lines: list[str] = []
@@ -115,7 +114,7 @@ class SimulatedInstrumentProcess:
             str(self.seed),
             "--preset",
             self.preset,
-            "--data-dir",
+            "--photon-dir",
             str(self.data_dir),
         ]
         self.proc = subprocess.Popen(

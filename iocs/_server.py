@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from caproto.asyncio.server import start_server
@@ -64,11 +65,46 @@ def add_sample_options(parser: argparse.ArgumentParser, *, data_dir: bool) -> No
     parser.add_argument("--preset", default="qd1", help="dot preset of the simulated sample")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample")
     if data_dir:
-        parser.add_argument(
-            "--data-dir",
-            default=None,
-            help="directory for photon files (default: the current directory)",
-        )
+        add_data_dir_options(parser)
+
+
+#: Help of ``--data-dir`` wherever photon files are written (the same layout as the catalog's).
+DATA_DIR_HELP = (
+    "data directory, the same as the catalog's: photon files go to DATA_DIR/photons/ "
+    "(default: $QD_BLUESKY_DATA, else the per-user data directory)"
+)
+
+
+def add_data_dir_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` (photons in ``DATA_DIR/photons/``) and the hidden ``--photon-dir``.
+
+    ``--photon-dir`` names the photon folder itself, for a parent that has resolved the
+    layout already (e.g. the demo and the tests pass ``catalog.photon_dir``).
+    """
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    parser.add_argument("--photon-dir", default=None, help=argparse.SUPPRESS)
+
+
+def photon_dir_of(data_dir: str | os.PathLike[str] | None, photon_dir: Any = None) -> Path:
+    """Where the TCSPC IOC writes: ``photon_dir`` as given, else ``<data dir>/photons``.
+
+    The data directory is resolved as every other command resolves it (``--data-dir``, else
+    ``$QD_BLUESKY_DATA``, else the per-user directory), so one ``--data-dir D`` gives one
+    layout, and the catalog opened on ``D`` serves the photons (its readable storage is
+    ``D/photons``). The folder is created.
+    """
+    # Only the path rules of the catalog (no Tiled import).
+    from qd_bluesky.catalog import DataLayout, resolve_data_dir
+
+    if photon_dir:
+        folder = Path(photon_dir).expanduser().resolve()
+    else:
+        folder = DataLayout(resolve_data_dir(data_dir)).photons
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the photon directory {folder}: {exc.strerror}") from None
+    return folder
 
 
 def merge_pvdb(groups: Iterable[PVGroup]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from caproto.server import PVGroup
 
 from ._laser import LaserIOC
 from ._potentiostat import PotentiostatIOC
-from ._server import ioc_parser, serve
+from ._server import ioc_parser, photon_dir_of, serve
 from ._stage import StageIOC
 from ._tcspc import TcspcIOC
 
@@ -169,7 +169,7 @@ def main_single(group_cls: type[PVGroup], suffix: str, argv: Sequence[str] | Non
     args = parser.parse_args(argv)
     ioc_options, run_options = split_args(args)
     sample = SimulatedSample(preset=args.preset, seed=args.seed)
-    extra = {"data_dir": args.data_dir} if tcspc else {}
+    extra = {"data_dir": photon_dir_of(args.data_dir, args.photon_dir)} if tcspc else {}
     group = group_cls(prefix=f"{ioc_options['prefix']}{suffix}", sample=sample, **extra)
     serve([group], **run_options)
 
@@ -184,6 +184,9 @@ def main_instrument(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     ioc_options, run_options = split_args(args)
     instrument = SimulatedInstrument(
-        ioc_options["prefix"], preset=args.preset, seed=args.seed, data_dir=args.data_dir
+        ioc_options["prefix"],
+        preset=args.preset,
+        seed=args.seed,
+        data_dir=photon_dir_of(args.data_dir, args.photon_dir),
     )
     serve(instrument.groups, **run_options)

@@ -131,7 +131,7 @@ def run_demo(
     layout = DataLayout(result.data_dir)
     layout.create()
     echo(f"catalog: {result.data_dir}")
-    ioc = SimulatedInstrumentProcess(layout.root, seed=seed, port=port, prefix=None)
+    ioc = SimulatedInstrumentProcess(layout.photons, seed=seed, port=port, prefix=None)
     echo("starting the simulated instrument (potentiostat, TCSPC card, laser, stage) ...")
     with ioc:
         echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")

@@ -71,6 +71,10 @@ class PhotonAnalysis:
         its replay put photons in the same bins.
     channels
         Detector channels; g2 is computed between the first two.
+    with_flid
+        Accumulate the FLID (per-bin histograms, memory growing with the stream's length).
+        Without, :meth:`summary` leaves the FLID empty and a caller computes it window by
+        window (``analyze_file`` on a long file).
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class PhotonAnalysis:
         trace_bin_s: float = 1e-3,
         t0_ticks: int = 0,
         channels: tuple[int, ...] = (0, 1),
+        with_flid: bool = True,
     ) -> None:
         if not flid_bin_s > 0 or not trace_bin_s > 0:
             raise ValueError(f"bin widths must be positive, got {flid_bin_s} and {trace_bin_s}")
@@ -88,6 +93,7 @@ class PhotonAnalysis:
         self.channels = tuple(sorted(channels))
         n_channels = max(self.channels, default=0) + 1
         self.n_photons = 0
+        self._summary_fit: tuple[int, DecayFit | None] = (-1, None)
         self.first_ticks: int | None = None
         self.last_ticks: int | None = None
         self.trace = IntensityTrace(
@@ -104,13 +110,8 @@ class PhotonAnalysis:
             )
         else:
             self.decay = DecayHistogram(units.microtime_bins, n_channels=n_channels)
-            self.flid = Flid(
-                flid_bin_s,
-                units.macrotime_unit_s,
-                units.microtime_unit_s,
-                units.microtime_bins,
-                t0_ticks=t0_ticks,
-            )
+            if with_flid:
+                self.flid = self.new_flid(t0_ticks, flid_bin_s)
             if len(self.channels) >= 2:
                 self.g2 = G2Pulsed(
                     self.channels[0],
@@ -132,9 +133,21 @@ class PhotonAnalysis:
             self.flid_trace.add(macrotime, channel)
         if self.decay is not None:
             self.decay.add(microtime, channel)
+        if self.flid is not None:
             self.flid.add(macrotime, microtime)
         if self.g2 is not None:
             self.g2.add(macrotime, microtime, channel)
+
+    def new_flid(self, t0_ticks: int, flid_bin_s: float) -> Flid:
+        """A FLID accumulator of this stream's units with bin 0 at ``t0_ticks``."""
+        u = self.units
+        return Flid(
+            flid_bin_s,
+            u.macrotime_unit_s,
+            u.microtime_unit_s,
+            u.microtime_bins,
+            t0_ticks=t0_ticks,
+        )
 
     @property
     def duration_s(self) -> float:
@@ -171,10 +184,19 @@ class PhotonAnalysis:
         return mono
 
     def flid_result(
-        self, fit: DecayFit | None, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S
+        self,
+        fit: DecayFit | None,
+        *,
+        irf_fwhm_s: float = DEFAULT_IRF_FWHM_S,
+        flid: Flid | None = None,
     ) -> FlidResult | None:
-        """Per-bin intensity and lifetime, with the decay start and background from ``fit``."""
-        if self.flid is None:
+        """Per-bin intensity and lifetime, with the decay start and background from ``fit``.
+
+        ``flid`` (default: this analysis's own) may be one window of the stream: the decay
+        start and background come from the whole stream all the same.
+        """
+        flid = flid or self.flid
+        if flid is None:
             return None
         duration = max(self.duration_s, self.units.macrotime_unit_s)
         if fit is not None:
@@ -182,7 +204,7 @@ class PhotonAnalysis:
             background_cps = fit.background_fraction * self.n_photons / duration
         else:
             decay_start, background_cps = 0.0, 0.0
-        return self.flid.result(
+        return flid.result(
             decay_start_s=decay_start,
             background_cps=background_cps,
             period_s=1.0 / self.units.rep_rate_hz,
@@ -192,6 +214,19 @@ class PhotonAnalysis:
 
     def g2_result(self) -> G2Result | None:
         return None if self.g2 is None else self.g2.result()
+
+    def summary_fit(self) -> DecayFit | None:
+        """The whole-decay fit of :meth:`summary` (None without microtimes or photons).
+
+        Kept until more photons come, so that a caller computing the FLID window by window
+        and :meth:`summary` fit once.
+        """
+        if self._summary_fit[0] != self.n_photons:
+            fit = None
+            if self.decay is not None and self.n_photons >= FIT_MIN_COUNTS:
+                fit = self.fit()
+            self._summary_fit = (self.n_photons, fit)
+        return self._summary_fit[1]
 
     def summary(self, *, bin_ms: float) -> dict[str, Any]:
         """The JSON-safe summary of ``qd-bluesky analyze`` (see the README for the schema)."""
@@ -212,9 +247,8 @@ class PhotonAnalysis:
             "flid": {"bin_ms": bin_ms, "intensity_cps": [], "lifetime_ns": []},
             "warnings": [],
         }
-        fit = None
-        if self.decay is not None and self.n_photons >= FIT_MIN_COUNTS:
-            fit = self.fit()
+        fit = self.summary_fit()
+        if fit is not None:
             out["decay"] = fit.to_dict()
             out["lifetime_ns"] = fit.dominant_tau_s * 1e9
         try:
@@ -226,12 +260,12 @@ class PhotonAnalysis:
         if flid is not None:
             out["flid"] = {
                 "bin_ms": bin_ms,
-                "intensity_cps": _json_floats(flid.intensity_cps),
-                "lifetime_ns": _json_floats(flid.lifetime_s * 1e9),
+                "intensity_cps": json_floats(flid.intensity_cps),
+                "lifetime_ns": json_floats(flid.lifetime_s * 1e9),
             }
         elif self.flid_trace is not None:
             rate = self.flid_trace.rate_cps
-            out["flid"]["intensity_cps"] = _json_floats(rate)
+            out["flid"]["intensity_cps"] = json_floats(rate)
             out["flid"]["lifetime_ns"] = [None] * len(rate)
         g2 = self.g2_result()
         if g2 is not None and np.isfinite(g2.g2_zero):
@@ -240,6 +274,6 @@ class PhotonAnalysis:
         return out
 
 
-def _json_floats(values: np.ndarray) -> list[float | None]:
+def json_floats(values: np.ndarray) -> list[float | None]:
     """Floats for JSON, with NaN as null."""
     return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, float)]

@@ -77,6 +77,11 @@ class BiasLog:
         out[ok] = self.bias_v[i[ok]]
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the markers held."""
+        return self.photon_index.nbytes + self.bias_v.nbytes
+
     def forget_before(self, row: int) -> None:
         """Drop the markers no lookup of rows ``>= row`` needs (memory of long runs)."""
         i = int(np.searchsorted(self.photon_index, row, side="right")) - 1

@@ -95,6 +95,12 @@ class WindowedBins:
                 pos = cut
         self.last_bin = max(self.last_bin, self.bin_of(macrotime[-1]))
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the per-bin arrays held: windows not yet handed out and the open one."""
+        held = [*self._closed, (0, self._arrays(self._acc))]
+        return sum(a.nbytes for _, arrays in held for a in arrays)
+
     def take(self, upto: int) -> Arrays:
         """The arrays of global bins ``[taken, upto)``, zeros where no photon fell."""
         first = self.taken
@@ -110,3 +116,45 @@ class WindowedBins:
         if self.window_bins is not None:
             self._closed = [(s, a) for s, a in self._closed if s + self.window_bins > upto]
         return out
+
+
+class ColumnTable:
+    """Equal-length numeric columns that grow by appending, in amortised O(1) and compactly.
+
+    The per-bin results a run keeps until its stop (the FLID table for the scaling fit, the map
+    and the tomography) are 8 bytes per field and bin, about 30 MB for three hours of 20 ms
+    bins, instead of a list of small arrays or of row dicts.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, NDArray] = {}
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, columns: dict[str, NDArray]) -> None:
+        """Append equal-length columns (the same fields every time)."""
+        n = len(next(iter(columns.values())))
+        need = self._n + n
+        for key, values in columns.items():
+            values = np.asarray(values)
+            store = self._data.get(key)
+            if store is None:
+                store = np.empty(max(need, 1024), dtype=values.dtype)
+            elif len(store) < need:
+                grown = np.empty(max(need, 2 * len(store)), dtype=store.dtype)
+                grown[: self._n] = store[: self._n]
+                store = grown
+            store[self._n : need] = values
+            self._data[key] = store
+        self._n = need
+
+    def columns(self) -> dict[str, NDArray]:
+        """Views of the filled part of every column."""
+        return {k: v[: self._n] for k, v in self._data.items()}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (allocated), for memory checks."""
+        return sum(v.nbytes for v in self._data.values())

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ from qd_bluesky.analysis import (
 )
 
 from ._biaslog import BiasLog
-from ._bins import WindowedBins
+from ._bins import ColumnTable, WindowedBins
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class AnalysisSettings:
         (intensity, lifetime) bins of the FLID occurrence map.
     state_tolerance
         Relative intensity departure at which a charge state stops following Eq. 1-2.
+    start_window_v
+        Bias window at the start of each cycle of a continuous run (the leading FLID bins
+        within this of the cycle's first bin) whose intensity and lifetime go into the
+        ``reversibility`` stream.
     """
 
     flid_bin_s: float = 20e-3
@@ -93,6 +98,7 @@ class AnalysisSettings:
     window_s: float = 60.0
     flid_map_bins: tuple[int, int] = (40, 60)  # not square: Tiled names dims by size
     state_tolerance: float = 0.1
+    start_window_v: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("flid_bin_s", "trace_bin_s", "trace_event_s", "irf_fwhm_s", "window_s"):
@@ -179,8 +185,8 @@ class RunAnalysis:
         # Row of the photon at each FLID bin's centre, for bins from `_centre_base` on.
         self._centre_rows = np.zeros(0, dtype=np.int64)
         self._centre_base = 0
-        # Every FLID bin reported so far (for the at-stop streams).
-        self._flid_columns: dict[str, list[NDArray]] = defaultdict(list)
+        # Every FLID bin reported so far, as compact columns (for the at-stop streams).
+        self._flid_columns = ColumnTable()
         self._trace_events = 0
         self._warned_late = False
 
@@ -498,8 +504,7 @@ class RunAnalysis:
             "segment": segment.astype(np.int64),
             "bias_v": bias,
         }
-        for key, values in columns.items():
-            self._flid_columns[key].append(values)
+        self._flid_columns.append(columns)
         out["flid"].extend(_rows(columns))
 
     def _report_segments(self, out: Rows, final: bool) -> None:
@@ -548,7 +553,7 @@ class RunAnalysis:
         return out
 
     def _flid_table(self) -> dict[str, NDArray]:
-        return {k: np.concatenate(v) if v else np.zeros(0) for k, v in self._flid_columns.items()}
+        return self._flid_columns.columns()
 
     def _report_at_stop(self, out: Rows) -> None:
         flid = self._flid_table()
@@ -575,7 +580,41 @@ class RunAnalysis:
                 self._bias_dependence(self.segment_summaries, None if self.continuous else scaling)
             )
         if pulsed and self.continuous:
-            out["tomography"].extend(self._tomography(flid, ok, model))
+            out["tomography"] = self._tomography(flid, ok, model)  # paged, see ColumnRows
+            out["reversibility"].extend(self._reversibility(flid))
+
+    def _reversibility(self, flid: dict[str, NDArray]) -> list[dict[str, Any]]:
+        """Intensity and lifetime at the start of every cycle: does the dot come back to X0?
+
+        Per segment (one per cycle in ``bias_cycling``), the leading FLID bins whose bias lies
+        within ``start_window_v`` of the segment's first bin: their total photons over their
+        time, and the photon-weighted mean of their lifetimes.
+        """
+        seg, bias = flid["segment"], flid["bias_v"]
+        photons, life = flid["photons"], flid["lifetime_ns"]
+        bin_s = self._flid.ticks_per_bin * self.units.macrotime_unit_s
+        rows = []
+        for k in range(len(self.segments)):
+            a, b = np.searchsorted(seg, [k, k + 1])  # bins are in time order, so by segment
+            if b <= a:
+                continue
+            away = np.flatnonzero(np.abs(bias[a:b] - bias[a]) > self.settings.start_window_v)
+            stop = a + (int(away[0]) if away.size else b - a)
+            n = photons[a:stop]
+            tau = life[a:stop]
+            ok = np.isfinite(tau)
+            weight = n[ok].sum()
+            rows.append(
+                {
+                    "segment": k,
+                    "time_s": float(flid["time_s"][a]),
+                    "bias_v": float(bias[a]),
+                    "bins": int(stop - a),
+                    "intensity_cps": float(n.sum() / ((stop - a) * bin_s)),
+                    "lifetime_ns": float((n[ok] * tau[ok]).sum() / weight) if weight else math.nan,
+                }
+            )
+        return rows
 
     def _bias_dependence(
         self, summaries: list[dict[str, float]], scaling: dict[str, Any] | None
@@ -667,14 +706,14 @@ class RunAnalysis:
 
     def _tomography(
         self, flid: dict[str, NDArray], ok: NDArray, model: ScalingModel | None
-    ) -> list[dict[str, Any]]:
+    ) -> ColumnRows:
         inten, life = flid["intensity_cps"][ok], flid["lifetime_ns"][ok]
         if model is None:
             states = np.full(inten.shape, -1, dtype=np.int64)
         else:
             bg = self.calibration.background_cps if self.calibration else 0.0
             states = model.assign(inten - bg, life * 1e-9, by="lifetime")
-        return _rows(
+        return ColumnRows(
             {
                 "time_s": flid["time_s"][ok],
                 "bias_v": flid["bias_v"][ok],
@@ -683,6 +722,25 @@ class RunAnalysis:
                 "charge_state": states.astype(np.int64),
             }
         )
+
+    def memory(self) -> dict[str, int]:
+        """What the analysis holds, for checks that it does not grow with the run's length.
+
+        ``transient_bytes``: per-bin arrays of the trace and FLID windows not yet reported,
+        the centre rows and bias markers still needed, and the open segments' decay and g2
+        histograms; it stays bounded. ``results_bytes``: the compact per-bin FLID results kept
+        for the at-stop streams (a few tens of bytes per 20 ms bin). ``open_segments``: segment
+        accumulators not yet reported.
+        """
+        windows = sum(b.nbytes for b in (self._trace, self._flid) if b is not None)
+        markers = 0 if self._bias_log is None else self._bias_log.nbytes
+        open_segments = [*self._segment_acc.values(), self._calibrating]
+        segments = sum(acc.nbytes for acc in open_segments if acc is not None)
+        return {
+            "transient_bytes": windows + self._centre_rows.nbytes + markers + segments,
+            "results_bytes": self._flid_columns.nbytes,
+            "open_segments": len(self._segment_acc),
+        }
 
     def _note(self, text: str) -> None:
         logger.info("%s", text)
@@ -701,6 +759,31 @@ class RunAnalysis:
 
 def _ratio(a: float, b: float) -> float:
     return a / b if (math.isfinite(a) and math.isfinite(b) and b != 0) else math.nan
+
+
+class ColumnRows(Sequence):
+    """Rows of equal-length columns, made into dicts only page by page.
+
+    The at-stop ``tomography`` of a 3 h run has 540 000 rows; as a list of dicts it would
+    cost half a gigabyte at the very end of the run.
+    """
+
+    def __init__(self, columns: dict[str, NDArray]) -> None:
+        self._columns = columns
+        self._n = len(next(iter(columns.values()))) if columns else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return _rows({k: v[i] for k, v in self._columns.items()})
+        return _rows({k: v[i : i + 1] for k, v in self._columns.items()})[0]
+
+    def pages(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        """Consecutive lists of at most ``size`` row dicts."""
+        for a in range(0, self._n, size):
+            yield self[a : a + size]
 
 
 def _rows(columns: dict[str, NDArray]) -> list[dict[str, Any]]:

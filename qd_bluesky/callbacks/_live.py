@@ -28,7 +28,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -38,7 +38,7 @@ from event_model import DocumentRouter
 from qd_bluesky.analysis import AnalysisError, QdBlueskyError
 
 from ._derived import DerivedRun
-from ._engine import AnalysisSettings, RunAnalysis
+from ._engine import AnalysisSettings, ColumnRows, RunAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ DERIVED_STREAMS = (
     "flid_map",
     "scaling",
     "tomography",
+    "reversibility",
 )
+
+#: Rows per event page of the long at-stop streams (bounds the row dicts alive at once).
+PAGE_ROWS = 10_000
 
 _CLOSE = object()
 
@@ -209,10 +213,16 @@ class _Run(DocumentRouter):
         self._write(self.engine.finish())
         self._finish()
 
-    def _write(self, rows: Mapping[str, list]) -> None:
+    def _write(self, rows: Mapping[str, Sequence]) -> None:
         for stream in DERIVED_STREAMS:
-            if rows.get(stream):
-                self.derived.write(stream, rows[stream])
+            values = rows.get(stream)
+            if not values:
+                continue
+            if isinstance(values, ColumnRows):  # long at-stop streams: a page at a time
+                for page in values.pages(PAGE_ROWS):
+                    self.derived.write(stream, page)
+            else:
+                self.derived.write(stream, values)
 
     def _finish(self) -> None:
         notes = list(dict.fromkeys(self.engine.notes))

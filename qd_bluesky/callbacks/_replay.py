@@ -35,6 +35,7 @@ COMPARED = {
     ),
     "decay": ("segment", "photons", "counts"),
     "g2": ("segment", "counts"),
+    "reversibility": ("segment", "bins", "intensity_cps", "lifetime_ns"),
 }
 
 

@@ -177,6 +177,19 @@ class SegmentAccumulator:
         if a.g2 is not None and self._with_g2:
             a.g2.add(table.macrotime, table.microtime, table.channel)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held by the decay and g2 accumulators (fixed-size histograms
+        and g2's short tail of the previous chunk)."""
+        parts = (self._analysis.decay, self._analysis.g2)
+        return sum(
+            v.nbytes
+            for part in parts
+            if part is not None
+            for v in vars(part).values()
+            if isinstance(v, np.ndarray)
+        )
+
     def _mono(self, decay: np.ndarray, irf_fwhm_s: float) -> DecayFit | None:
         u = self.units
         try:

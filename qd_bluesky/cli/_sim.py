@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,13 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default="qd1", help="dot preset of the sample (qd1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample (0)")
+    # As iocs._server.add_data_dir_options (not imported here: it would load caproto for
+    # every command).
     parser.add_argument(
         "--data-dir",
-        type=Path,
         default=None,
-        help="data directory: photon files go to its photons/ folder, where the catalog of the "
-        "same --data-dir reads them (default $QD_BLUESKY_DATA, else the per-user one)",
+        help="data directory, the same as the catalog's: photon files go to DATA_DIR/photons/ "
+        "(default: $QD_BLUESKY_DATA, else the per-user data directory)",
     )
+    parser.add_argument("--photon-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--list-pvs", action="store_true", help="print the PV names at start-up (as caproto's)"
     )
@@ -48,13 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--prefix must not be empty")
     # The environment must be in place before caproto reads it (at server start).
     from qd_bluesky.iocs import SimulatedInstrument, loopback_environment, serve
+    from qd_bluesky.iocs._server import photon_dir_of
 
     os.environ.update(loopback_environment(args.port))
-    from qd_bluesky.catalog import DataLayout, resolve_data_dir
-
-    layout = DataLayout(resolve_data_dir(args.data_dir))
-    layout.create()
-    data_dir = layout.photons
+    data_dir = photon_dir_of(args.data_dir, args.photon_dir)
     instrument = SimulatedInstrument(
         args.prefix, preset=args.preset, seed=args.seed, data_dir=data_dir
     )

@@ -264,6 +264,31 @@ def cv_scan(derived: DerivedData, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def reversibility(derived: DerivedData, path: Path) -> Path | None:
+    """Bias cycling: X0 intensity and lifetime at the start of every cycle (the paper's
+    540-cycle claim is that they do not drift)."""
+    rev = derived.get("reversibility")
+    if not rev or len(rev.get("segment", ())) < 2:
+        return None  # one CV scan: nothing to compare from cycle to cycle
+    cycle = np.asarray(rev["segment"], int)
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax_i, ax_t = fig.subplots(2, 1, sharex=True)
+    for ax, key, scale, label, color in (
+        (ax_i, "intensity_cps", 1e-3, "intensity (kc/s)", "tab:blue"),
+        (ax_t, "lifetime_ns", 1.0, "lifetime (ns)", "tab:red"),
+    ):
+        values = np.asarray(rev[key], float) * scale
+        ax.plot(cycle, values, ".", ms=3, color=color)
+        ok = np.isfinite(values)
+        if ok.any():
+            ax.axhline(np.median(values[ok]), color="0.4", lw=0.8, ls="--", label="median")
+            ax.legend(fontsize=8, loc="lower left")
+        ax.set_ylabel(label)
+    ax_i.set_title("Reversibility: the state at the start of every cycle (0 V)")
+    ax_t.set_xlabel("cycle")
+    return _save(fig, path)
+
+
 #: file name -> figure function, in report order.
 FIGURES = {
     "intensity_trace.png": intensity_trace,
@@ -272,4 +297,5 @@ FIGURES = {
     "g2.png": g2_curve,
     "bias_dependence.png": bias_dependence,
     "cv_scan.png": cv_scan,
+    "reversibility.png": reversibility,
 }

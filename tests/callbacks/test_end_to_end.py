@@ -74,7 +74,7 @@ class Bench:
 
 @pytest.fixture(scope="module")
 def bench(catalog):
-    ioc = SimIoc(catalog.data_dir, seed=SEED, preset=PRESET).start()
+    ioc = SimIoc(catalog.photon_dir, seed=SEED, preset=PRESET).start()
     b = Bench(ioc, catalog)
     yield b
     b.close()
@@ -208,7 +208,7 @@ def test_ioc_lost_mid_run(catalog, tmp_path):
     exactly those photons."""
     from qd_bluesky.plans import bias_steps
 
-    ioc = SimIoc(catalog.data_dir, seed=2, preset=PRESET).start()
+    ioc = SimIoc(catalog.photon_dir, seed=2, preset=PRESET).start()
     bench = Bench(ioc, catalog)
     try:
         inst = bench.inst

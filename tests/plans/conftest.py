@@ -94,7 +94,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def sim_ioc(catalog) -> Iterator[Any]:
-    ioc = SimIoc(catalog.data_dir, seed=SEED, preset=PRESET).start()
+    ioc = SimIoc(catalog.photon_dir, seed=SEED, preset=PRESET).start()
     yield ioc
     ioc.stop()
 
