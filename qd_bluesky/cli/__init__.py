@@ -62,10 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qd-bluesky`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="qd-bluesky: %(levelname)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        (logging.Formatter if debug else _OneLineFormatter)(
+            "qd-bluesky: %(levelname)s: %(message)s"
+        )
     )
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     if not debug:
         # The RunEngine logs a failed run's traceback itself; the error reaches the user once,
         # as one line, through the exception the RunEngine raises.
@@ -84,6 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"qd-bluesky: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Log records as one line each: an exception's traceback becomes its one-line text.
+
+    Libraries log failures with tracebacks (Tiled's retries, a callback's error); without
+    ``--debug`` the user sees what failed, not where inside the library.
+    """
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return _one_line(ei[1]) if ei and ei[1] is not None else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return " ".join(text.split("\n"))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -170,6 +170,12 @@ def background(
     proc = Background(args, env=env, cwd=cwd, name=name)
     try:
         yield proc
+    except BaseException as exc:
+        proc.stop()
+        exc.add_note(
+            f"--- output of {name} (exit {proc.proc.returncode}) ---\n{proc.output[-4000:]}"
+        )
+        raise
     finally:
         proc.stop()
 
