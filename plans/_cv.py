@@ -280,15 +280,10 @@ def _cv_plan(
     segments = [(*waveform[:4], 1)] * n_cycles if marker_per_cycle else [waveform]
 
     def sweeps() -> MsgGenerator[None]:
-        left_at = None  # the bias where the previous sweep ended
         for segment in segments:
-            # A cycle that ends where the next starts needs no move (and no settle) between
-            # them: that move cost ~1 s per cycle of bias_cycling.
-            if left_at != segment[0]:
-                yield from set_bias(potentiostat, segment[0])
+            yield from set_bias(potentiostat, segment[0])
             yield from mark_segment(tcspc, potentiostat, extra)
             yield from _sweep(tcspc, potentiostat, segment, collect_period)
-            left_at = segment[2]
 
     monitors = (potentiostat.readback, potentiostat.current) if monitor_bias else ()
     return (
