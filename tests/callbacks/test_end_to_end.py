@@ -14,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 
-import bluesky.plan_stubs as bps
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -91,18 +90,29 @@ def steps_uid(bench):
 
 
 @pytest.fixture(scope="module")
-def cv_uid(bench):
+def cv_bench(catalog):
+    """The CV scan's own instrument: a pristine dot, neutral at 0 V.
+
+    After the -2 V steps on the shared instrument the dot keeps electrons for seconds at
+    0 V and the ITO is damaged (slower exchange), so the first FLID bins of a sweep from 0 V
+    could read X7-..X9- there (seen in CI, on idle and on loaded machines alike).
+    """
+    ioc = SimIoc(catalog.photon_dir, seed=SEED, preset=PRESET).start()
+    b = Bench(ioc, catalog)
+    yield b
+    b.close()
+    ioc.stop()
+
+
+@pytest.fixture(scope="module")
+def cv_uid(cv_bench):
     from qd_bluesky.plans import cv_scan
 
-    inst = bench.inst
+    inst = cv_bench.inst
     inst.pot.set(0.0).wait(10)
-    # The preceding bias steps end at -2 V: the dot still holds electrons when the bias is
-    # back at 0 V. Without a rest, on an idle machine the first ~14 FLID bins of the sweep
-    # (near 0 V) were X7-..X9- and the near-0 V median below read 8 (seen once in CI).
-    bench.RE(bps.sleep(3.0))
     # 0 -> -2 -> 0 V at 0.5 V/s (the paper: 0.2 V/s; faster here to keep the suite short):
     # ~2 s within 0.5 V of 0 V, ~100 FLID bins for gammaA/gamma0.
-    return bench.run(cv_scan(inst.tcspc, inst.pot, 0.0, -2.0, 0.0, 0.5, 1))
+    return cv_bench.run(cv_scan(inst.tcspc, inst.pot, 0.0, -2.0, 0.0, 0.5, 1))
 
 
 def derived_of(bench, uid):
@@ -143,7 +153,9 @@ def test_bias_steps_derived_run(bench, steps_uid):
     # 6-8 % low (115 ns against 122-123 ns with the true background, same photons). Reported
     # on issue 17 for the engine; the band closes to 125 +- 6 once that is fixed.
     r, r_err = scaling["gamma_ratio"].values[0], scaling["gamma_ratio_stderr"].values[0]
-    assert r_err < 0.1 / 3 and abs(r - 0.5) <= 0.1
+    # The stated error is itself a random variable: over repeated 8 s dwells it ranged
+    # 0.01-0.045 (as for the CV sweep below); a third of the band (0.033) failed 2 runs in ~8.
+    assert r_err < 0.05 and abs(r - 0.5) <= 0.1
     assert abs(scaling["intensity_x0_cps"].values[0] / 35e3 - 1) <= 0.1
     assert 125.0 * 0.9 - 6.0 <= scaling["tau_x0_ns"].values[0] <= 125.0 + 6.0
 
@@ -155,8 +167,8 @@ def test_bias_steps_derived_run(bench, steps_uid):
     assert np.isfinite(life[seg == 0]).mean() > 0.9
 
 
-def test_cv_scan_derived_run(bench, cv_uid):
-    derived = derived_of(bench, cv_uid)
+def test_cv_scan_derived_run(cv_bench, cv_uid):
+    derived = derived_of(cv_bench, cv_uid)
     assert derived.metadata["start"]["raw_plan_name"] == "cv_scan"
     tomo = derived["tomography"].read()
     bias, state = tomo["bias_v"].values, tomo["charge_state"].values
@@ -179,11 +191,11 @@ def test_cv_scan_derived_run(bench, cv_uid):
 
 
 @pytest.mark.parametrize("which", ["steps", "cv"])
-def test_replay_equals_live(bench, which, steps_uid, cv_uid):
-    uid = {"steps": steps_uid, "cv": cv_uid}[which]
-    result = replay(bench.catalog, uid)
+def test_replay_equals_live(bench, cv_bench, which, steps_uid, cv_uid):
+    live, uid = {"steps": (bench, steps_uid), "cv": (cv_bench, cv_uid)}[which]
+    result = replay(live.catalog, uid)
     assert result.matches_live is True, result.differences
-    assert result.live_uid == bench.analyzer.outcomes[uid].derived_uid
+    assert result.live_uid == live.analyzer.outcomes[uid].derived_uid
 
 
 def test_analysis_failure_does_not_stop_acquisition(bench, monkeypatch):
