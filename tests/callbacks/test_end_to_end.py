@@ -72,13 +72,18 @@ class Bench:
             device.destroy()
 
 
-@pytest.fixture(scope="module")
-def bench(catalog):
+def _new_bench(catalog):
+    """A simulated instrument of its own, connected, writing into ``catalog``."""
     ioc = SimIoc(catalog.photon_dir, seed=SEED, preset=PRESET).start()
     b = Bench(ioc, catalog)
     yield b
     b.close()
     ioc.stop()
+
+
+@pytest.fixture(scope="module")
+def bench(catalog):
+    yield from _new_bench(catalog)
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +102,7 @@ def cv_bench(catalog):
     0 V and the ITO is damaged (slower exchange), so the first FLID bins of a sweep from 0 V
     could read X7-..X9- there (seen in CI, on idle and on loaded machines alike).
     """
-    ioc = SimIoc(catalog.photon_dir, seed=SEED, preset=PRESET).start()
-    b = Bench(ioc, catalog)
-    yield b
-    b.close()
-    ioc.stop()
+    yield from _new_bench(catalog)
 
 
 @pytest.fixture(scope="module")
