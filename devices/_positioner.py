@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ophyd import PVPositionerPC
+from ophyd import PVPositionerPC, Signal
 from ophyd.positioner import PositionerBase
-from ophyd.status import MoveStatus
+from ophyd.status import MoveStatus, StatusBase
 
 from ._errors import IocLostError, StoppedError
-from ._status import bounded_timeout, fail_on_disconnect, fail_status, lost_on_timeout
+from ._status import (
+    bounded_timeout,
+    fail_on_disconnect,
+    fail_status,
+    follow,
+    lost_on_timeout,
+)
 
 #: Longest wait for the last readback monitor after a put completion (s).
 READBACK_SYNC_S = 1.0
@@ -42,7 +49,8 @@ class GuardedPositioner(PVPositionerPC):
         """Seconds the IOC should need to reach ``position`` (subclasses know their speed)."""
         return 0.0
 
-    def _lost(self, during: str) -> IocLostError:
+    def lost(self, during: str) -> IocLostError:
+        """The one-line error for this IOC lost during ``during`` (with the last readback)."""
         last = self.position
         last = f"{float(last):.6g} {self.egu}" if last is not None else "unknown"
         return IocLostError(
@@ -116,7 +124,7 @@ class GuardedPositioner(PVPositionerPC):
         out-of-range position) and :meth:`pre_move_checks`. ``timeout=None`` means a finite
         timeout from :meth:`expected_move_time`.
         """
-        with lost_on_timeout(lambda: self._lost(f"the request to move to {position}")):
+        with lost_on_timeout(lambda: self.lost(f"the request to move to {position}")):
             self.check_value(position)
             position = float(position)
             self.pre_move_checks(position)
@@ -131,7 +139,7 @@ class GuardedPositioner(PVPositionerPC):
         fail_on_disconnect(
             status,
             (self.setpoint, self.readback),
-            lambda: self._lost(f"the move to {position:g} {self.egu}"),
+            lambda: self.lost(f"the move to {position:g} {self.egu}"),
             fail=self.fail_move,
         )
         if not status.done:
@@ -155,9 +163,64 @@ class GuardedPositioner(PVPositionerPC):
         """Remember the move in progress (subclasses watch the IOC's refusals for it)."""
         self._pending, self._pending_target = status, position
 
+    def follow_operation(
+        self,
+        status: StatusBase,
+        put: Callable[[], StatusBase],
+        *,
+        during: str,
+        target: float,
+        watch: Iterable[Signal] = (),
+        verify: Callable[[], BaseException | None] | None = None,
+    ) -> StatusBase:
+        """Tie ``status`` to an operation this IOC runs by put completion (e.g. a CV scan).
+
+        The status fails with :class:`IocLostError` as soon as the circuit of the readback
+        or of a ``watch`` signal drops, with the IOC's refusal (see :meth:`register_pending`),
+        or with a timeout naming ``during``; it finishes at the put completion once the
+        readback holds its final value and ``verify`` (if given) returns no error.
+
+        Parameters
+        ----------
+        status
+            The operation's status, owned by the caller.
+        put
+            Sends the request; called once, after the watches are in place.
+        during
+            What the operation is, for messages ("the CV scan (2 cycle(s))").
+        target
+            Where the operation leaves the positioner.
+        watch
+            Further signals whose disconnection means the IOC is gone.
+        verify
+            Called at the put completion; an error it returns fails the status.
+
+        Returns
+        -------
+        StatusBase
+            ``status``.
+        """
+        fail_on_disconnect(status, (*watch, self.readback), lambda: self.lost(during))
+        if status.done:  # the IOC is already gone
+            return status
+        self.register_pending(status, target)
+        follow(
+            status,
+            put(),
+            lambda exc: self._translate(exc, during),
+            before=self._sync_readback,
+            verify=verify,
+        )
+        return status
+
+    def _translate(self, exc: BaseException, during: str) -> BaseException:
+        if isinstance(exc, TimeoutError):
+            return TimeoutError(f"{self.name}: {during} did not finish in time ({exc})")
+        return exc
+
     def _setup_move(self, position: float) -> None:
         try:
             super()._setup_move(position)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             # ophyd/caproto raise these when the circuit is gone between check and put.
-            raise self._lost(f"the request to move to {position:g} {self.egu}") from exc
+            raise self.lost(f"the request to move to {position:g} {self.egu}") from exc

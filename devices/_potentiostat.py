@@ -13,14 +13,7 @@ from ophyd.status import MoveStatus
 from ._errors import InstrumentBusyError, StoppedError, UnsafeBiasError
 from ._positioner import GuardedPositioner
 from ._signals import enum, operation, ro, rw, text
-from ._status import (
-    ProgressStatus,
-    bounded_timeout,
-    fail_on_disconnect,
-    fail_status,
-    follow,
-    lost_on_timeout,
-)
+from ._status import ProgressStatus, bounded_timeout, fail_status, lost_on_timeout
 
 #: Client-side safe window (V): below -2 V the ITO working electrode degrades.
 DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
@@ -56,7 +49,7 @@ class CyclicVoltammetry(Device):
     def trigger(self) -> ProgressStatus:
         """Run the waveform; the status finishes when the IOC is done (put completion)."""
         pot: Potentiostat = self.parent
-        with lost_on_timeout(lambda: pot._lost("the request to run a CV scan")):
+        with lost_on_timeout(lambda: pot.lost("the request to run a CV scan")):
             return self._trigger(pot)
 
     def _trigger(self, pot: Potentiostat) -> ProgressStatus:
@@ -76,21 +69,14 @@ class CyclicVoltammetry(Device):
             duration_s=duration,
             timeout=bounded_timeout(duration + approach + 1.0),
         )
-        fail_on_disconnect(
-            status,
-            (self.run, self.progress, pot.readback),
-            lambda: pot._lost(f"the CV scan ({self.cycles.get()} cycle(s))"),
-        )
-        if status.done:  # the IOC is already gone
-            return status
         if pot.mode.get(use_monitor=False) != "CV":
             pot.mode.set("CV").wait(timeout=pot.mode.write_timeout)
-        pot.register_pending(status, end)
-        follow(
+        pot.follow_operation(
             status,
-            self.run.set(1, timeout=None),
-            lambda exc: pot._translate(exc, "CV"),
-            before=pot._sync_readback,
+            lambda: self.run.set(1, timeout=None),
+            during=f"the CV scan ({self.cycles.get()} cycle(s))",
+            target=end,
+            watch=(self.run, self.progress),
             verify=self._check_finished,
         )
         return status
@@ -100,7 +86,7 @@ class CyclicVoltammetry(Device):
         try:
             progress = self.progress.get(use_monitor=False)
         except Exception as exc:  # noqa: BLE001 - any failure to read ends the scan's status
-            return self.parent._lost(f"the end of the CV scan ({exc})")
+            return self.parent.lost(f"the end of the CV scan ({exc})")
         if progress < 1.0:
             return StoppedError(
                 f"{self.name}: the CV scan stopped at {100 * progress:.0f} % "
@@ -243,8 +229,3 @@ class Potentiostat(GuardedPositioner):
                 self.fail_move(pending, error)
             else:
                 fail_status(pending, error)
-
-    def _translate(self, exc: BaseException, during: str) -> BaseException:
-        if isinstance(exc, TimeoutError):
-            return TimeoutError(f"{self.name}: {during} did not finish in time ({exc})")
-        return exc

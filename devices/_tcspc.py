@@ -68,10 +68,10 @@ class TcspcRates(Device):
         """
         card = self.parent
         status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)
-        fail_on_disconnect(status, (self.rate_gate,), lambda: card._lost("a trigger"))
+        fail_on_disconnect(status, (self.rate_gate,), lambda: card.lost("a trigger"))
         if status.done:
             return status
-        target = int(card._get(self.rate_gate, "a trigger")) + 2
+        target = int(card.read_fresh(self.rate_gate, "a trigger")) + 2
 
         def updated(*, value: int, **kwargs: Any) -> None:
             if value >= target and not status.done:
@@ -139,7 +139,8 @@ class TcspcCard(Device):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _lost(self, during: str) -> IocLostError:
+    def lost(self, during: str) -> IocLostError:
+        """The one-line error for this IOC lost during ``during`` (naming the photon file)."""
         return IocLostError(
             f"{self.name}: the TCSPC IOC ({self.prefix}) was lost during {during}; photons "
             f"written so far stay in {self._file or 'the photon file'}"
@@ -155,20 +156,20 @@ class TcspcCard(Device):
     def _require_connection(self, action: str) -> None:
         if not (self.acquire.connected and self.num_photons.connected):
             if self._kicked_off:
-                raise self._lost(f"the acquisition (before {action})")
+                raise self.lost(f"the acquisition (before {action})")
             raise IocLostError(
                 f"{self.name}: the TCSPC IOC ({self.prefix}) is not connected; {action} "
                 "was not sent"
             )
 
-    def _get(self, signal, what: str):
+    def read_fresh(self, signal, what: str):
         """A fresh value from the IOC, or :class:`IocLostError` naming ``what`` failed."""
         if not signal.connected:
-            raise self._lost(what)
+            raise self.lost(what)
         try:
             return signal.get(use_monitor=False, timeout=2.0, connection_timeout=1.0)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
-            raise self._lost(what) from exc
+            raise self.lost(what) from exc
 
     @property
     def data_keys(self) -> dict[str, str]:
@@ -240,7 +241,7 @@ class TcspcCard(Device):
                 )
             ):
                 self.laser.check_interlock("the photon acquisition")
-        if self._get(self.acquiring, "the kickoff"):
+        if self.read_fresh(self.acquiring, "the kickoff"):
             raise InstrumentBusyError(
                 f"{self.name}: the TCSPC card is already acquiring into {self._file}"
             )
@@ -252,7 +253,7 @@ class TcspcCard(Device):
             self._kicked_off = True
             self._active = True
         status = DeviceStatus(self, timeout=FILE_TIMEOUT_S)
-        fail_on_disconnect(status, (self.acquire, self.num_photons), lambda: self._lost("kickoff"))
+        fail_on_disconnect(status, (self.acquire, self.num_photons), lambda: self.lost("kickoff"))
         # The IOC refuses by failing the put (which CA never answers) and says why in
         # `error`: fail the kickoff with that reason at once.
         fail_on_message(
@@ -275,11 +276,12 @@ class TcspcCard(Device):
         if not self._kicked_off:
             raise RuntimeError(f"{self.name}: complete() without kickoff()")
         self._require_connection("the stop request")
-        acquire_time = float(self._get(self.acquire_time, "the stop request"))
-        remaining = max(0.0, acquire_time - float(self._get(self.elapsed, "the stop request")))
+        acquire_time = float(self.read_fresh(self.acquire_time, "the stop request"))
+        elapsed = float(self.read_fresh(self.elapsed, "the stop request"))
+        remaining = max(0.0, acquire_time - elapsed)
         status = DeviceStatus(self, timeout=bounded_timeout(remaining) + FILE_TIMEOUT_S)
         fail_on_disconnect(
-            status, (self.acquire, self.num_photons), lambda: self._lost("the acquisition")
+            status, (self.acquire, self.num_photons), lambda: self.lost("the acquisition")
         )
         if status.done:
             return status
@@ -300,7 +302,7 @@ class TcspcCard(Device):
         """Poll ``acquiring`` until the timed acquisition is over (or ``status`` ends)."""
         while not status.done:
             try:
-                running = self._get(self.acquiring, "the acquisition")
+                running = self.read_fresh(self.acquiring, "the acquisition")
             except IocLostError as exc:
                 fail_status(status, exc)
                 return
@@ -325,7 +327,7 @@ class TcspcCard(Device):
 
     def _fields_for_mode(self) -> tuple[tuple[str, str, str], ...]:
         """The photon datasets the card writes in its present mode (T2: no nanotimes)."""
-        t3 = self._get(self.mode, "reading the mode") == "T3"
+        t3 = self.read_fresh(self.mode, "reading the mode") == "T3"
         return tuple(f for f in PHOTON_FIELDS if t3 or f[0] != "nanotimes")
 
     def describe_collect(self) -> dict[str, dict[str, Any]]:
@@ -348,7 +350,7 @@ class TcspcCard(Device):
 
     def get_index(self) -> int:
         """Photons written and flushed so far (rows safe to read)."""
-        return int(self._get(self.num_photons, "get_index"))
+        return int(self.read_fresh(self.num_photons, "get_index"))
 
     def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
         """StreamResource (once per file) and StreamDatum documents for the new photon rows.
@@ -360,17 +362,17 @@ class TcspcCard(Device):
         """
         if not self._kicked_off:
             return
-        written = int(self._get(self.num_photons, "collect"))
+        written = int(self.read_fresh(self.num_photons, "collect"))
         stop = written if index is None else min(written, int(index))
         docs: list[tuple[str, dict]] = []
         with self._lock:  # build the documents under the lock, hand them out after it
             if not self._bundles:
-                path = self._get(self.file_path, "collect")
+                path = self.read_fresh(self.file_path, "collect")
                 if not path:
                     return
                 self._path = path
                 uri = f"file://localhost{PurePosixPath(path)}"
-                chunk_rows = int(self._get(self.chunk_rows, "collect"))
+                chunk_rows = int(self.read_fresh(self.chunk_rows, "collect"))
                 compose = ComposeStreamResource()
                 for field, dataset, _ in self._fields:
                     bundle = compose(
