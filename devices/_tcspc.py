@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from ophyd.status import DeviceStatus, StatusBase
 from ophyd.utils import InvalidState
 
 from ._errors import InstrumentBusyError, InstrumentError, IocLostError
+from ._photon_file import rows_on_disk
 from ._signals import enum, ro, rw, text
 from ._status import (
     bounded_timeout,
@@ -27,6 +29,8 @@ from ._status import (
 
 if TYPE_CHECKING:
     from ._laser import Laser
+
+logger = logging.getLogger(__name__)
 
 #: The photon datasets of a Photon-HDF5 file: (field, dataset, numpy dtype).
 PHOTON_FIELDS = (
@@ -352,6 +356,32 @@ class TcspcCard(Device):
         """Photons written and flushed so far (rows safe to read)."""
         return int(self.read_fresh(self.num_photons, "get_index"))
 
+    def _rows_written(self) -> int:
+        """Photons written and flushed: from the IOC, or from the file if the IOC is gone.
+
+        A lost IOC leaves rows in the file after the last collect; the run's final collect
+        announces them from the file, so nothing recorded is missing from the catalog.
+        """
+        try:
+            return int(self.read_fresh(self.num_photons, "collect"))
+        except IocLostError as lost:
+            if not self._bundles:  # no file announced yet: nothing to read back
+                raise
+            datasets = [dataset for _, dataset, _ in self._fields]
+            try:
+                rows = rows_on_disk(self._path, datasets)
+            except (OSError, KeyError) as exc:
+                raise IocLostError(f"{lost}; the file cannot be read either ({exc})") from exc
+            if rows <= self._emitted:
+                raise
+            logger.warning(
+                "%s: %d photon rows written after the last collect, announced from %s",
+                self.name,
+                rows - self._emitted,
+                self._path,
+            )
+            return rows
+
     def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
         """StreamResource (once per file) and StreamDatum documents for the new photon rows.
 
@@ -362,7 +392,7 @@ class TcspcCard(Device):
         """
         if not self._kicked_off:
             return
-        written = int(self.read_fresh(self.num_photons, "collect"))
+        written = self._rows_written()
         stop = written if index is None else min(written, int(index))
         docs: list[tuple[str, dict]] = []
         with self._lock:  # build the documents under the lock, hand them out after it

@@ -56,6 +56,15 @@ def test_lost_ioc_during_an_acquisition_keeps_the_photons(fresh_ioc):
     # Every photon announced before the loss is in the file, readable (SWMR-consistent).
     table = read_photon_hdf5(path)
     assert len(table) >= announced > 1000
+    # The run's last collect announces the rows written after the previous one, read from
+    # the file (the IOC wrote for 0.3 s more at ~35 kc/s: thousands of rows), exactly up to
+    # the file's end; a further collect has nothing left to announce.
+    (datum,) = {
+        d["indices"]["stop"] for name, d in tcspc.collect_asset_docs() if name == "stream_datum"
+    }
+    assert datum == len(table) > announced
+    with pytest.raises(IocLostError, match="photons written so far stay in"):
+        list(tcspc.collect_asset_docs())
     assert np.all(np.diff(table.macrotime) >= 0)
     assert table.microtime.max() < table.microtime_bins
     # The same rows a reader of the announced range would get.
