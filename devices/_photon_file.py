@@ -21,4 +21,10 @@ def rows_on_disk(path: str, datasets: Iterable[str]) -> int:
         A dataset is missing.
     """
     with h5py.File(path, "r", swmr=True) as f:
-        return min(int(f[name].shape[0]) for name in datasets)
+        rows = []
+        for name in datasets:
+            dataset = f[name]
+            if not isinstance(dataset, h5py.Dataset):
+                raise KeyError(f"{name} in {path} is not a dataset")
+            rows.append(int(dataset.shape[0]))
+        return min(rows)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ophyd import PVPositionerPC, Signal
+from ophyd import Component, EpicsSignal, EpicsSignalRO, PVPositionerPC, Signal
 from ophyd.positioner import PositionerBase
 from ophyd.status import MoveStatus, StatusBase
 
@@ -38,11 +38,14 @@ class GuardedPositioner(PVPositionerPC):
 
     #: What the device is, for messages ("potentiostat", "stage").
     what = "positioner"
+    # Subclasses give both as components (PVPositioner declares them None).
+    setpoint: Component[EpicsSignal]
+    readback: Component[EpicsSignalRO]
 
     def __init__(self, prefix: str = "", *, name: str, **kwargs: Any) -> None:
         super().__init__(prefix, name=name, **kwargs)
         self.readback.name = self.name
-        self._pending: MoveStatus | None = None
+        self._pending: StatusBase | None = None
         self._pending_target: float | None = None
 
     def expected_move_time(self, position: float) -> float:
@@ -80,7 +83,7 @@ class GuardedPositioner(PVPositionerPC):
         except Exception:  # noqa: BLE001 - a lost IOC is reported by the move itself
             return
 
-    def fail_move(self, status: MoveStatus, exc: BaseException) -> None:
+    def fail_move(self, status: StatusBase, exc: BaseException) -> None:
         """End the pending move ``status`` with ``exc``.
 
         The move's one-shot "done" subscription is dropped first: otherwise the stop() that
@@ -159,7 +162,7 @@ class GuardedPositioner(PVPositionerPC):
         """Raise before any put if the move cannot be done (default: IOC connected)."""
         self._require_connection()
 
-    def register_pending(self, status: MoveStatus, position: float) -> None:
+    def register_pending(self, status: StatusBase, position: float) -> None:
         """Remember the move in progress (subclasses watch the IOC's refusals for it)."""
         self._pending, self._pending_target = status, position
 

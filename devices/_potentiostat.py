@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import Any, cast
 
 from ophyd import Component as Cpt
 from ophyd import Device, Kind
-from ophyd.status import MoveStatus
+from ophyd.status import MoveStatus, StatusBase
 
 from ._errors import InstrumentBusyError, StoppedError, UnsafeBiasError
 from ._positioner import GuardedPositioner
@@ -46,9 +46,14 @@ class CyclicVoltammetry(Device):
         start, vertex, end = self.start.get(), self.vertex.get(), self.end.get()
         return self.cycles.get() * (abs(vertex - start) + abs(end - vertex)) / self.rate.get()
 
+    @property
+    def potentiostat(self) -> Potentiostat:
+        """The potentiostat that runs this waveform."""
+        return cast("Potentiostat", self.parent)
+
     def trigger(self) -> ProgressStatus:
         """Run the waveform; the status finishes when the IOC is done (put completion)."""
-        pot: Potentiostat = self.parent
+        pot = self.potentiostat
         with lost_on_timeout(lambda: pot.lost("the request to run a CV scan")):
             return self._trigger(pot)
 
@@ -86,16 +91,16 @@ class CyclicVoltammetry(Device):
         try:
             progress = self.progress.get(use_monitor=False)
         except Exception as exc:  # noqa: BLE001 - any failure to read ends the scan's status
-            return self.parent.lost(f"the end of the CV scan ({exc})")
+            return self.potentiostat.lost(f"the end of the CV scan ({exc})")
         if progress < 1.0:
             return StoppedError(
                 f"{self.name}: the CV scan stopped at {100 * progress:.0f} % "
-                f"({self.parent.status.get(use_monitor=False)})"
+                f"({self.potentiostat.status.get(use_monitor=False)})"
             )
         return None
 
     def stop(self, *, success: bool = False) -> None:
-        self.parent.stop(success=success)
+        self.potentiostat.stop(success=success)
 
 
 class Potentiostat(GuardedPositioner):
@@ -125,7 +130,8 @@ class Potentiostat(GuardedPositioner):
     mode = enum("mode", kind=Kind.config)
     cell_on = enum("cell_on", kind=Kind.config)
     slew_rate = rw("slew_rate", kind=Kind.config)
-    settle_time = rw("settle_time", kind=Kind.config)
+    # The IOC's settle time shadows PositionerBase's (unused here: the IOC settles).
+    settle_time = rw("settle_time", kind=Kind.config)  # pyright: ignore[reportAssignmentType]
     bias_low_limit = rw("bias_low_limit", kind=Kind.config)
     bias_high_limit = rw("bias_high_limit", kind=Kind.config)
     busy = ro("busy", kind=Kind.omitted)
@@ -192,13 +198,13 @@ class Potentiostat(GuardedPositioner):
     def expected_move_time(self, position: float) -> float:
         return (
             abs(position - (self.position or 0.0)) / max(self.slew_rate.get(), 1e-9)
-            + self.settle_time.get()
+            + self.settle_time.get()  # pyright: ignore[reportAttributeAccessIssue]
         )
 
     def pre_move_checks(self, position: float) -> None:
         self.require_ready()
 
-    def register_pending(self, status, position: float) -> None:
+    def register_pending(self, status: StatusBase, position: float) -> None:
         """Watch the IOC's refusals for ``status`` (a move or a CV scan) from now on."""
         with self._pending_lock:
             # A refusal is a 0 -> 1 transition after the IOC received this request; a 1

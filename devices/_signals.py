@@ -41,7 +41,7 @@ class _LongStringMixin:
     """
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        desc = super().describe()
+        desc = super().describe()  # pyright: ignore[reportAttributeAccessIssue] - a mixin
         for entry in desc.values():
             for key in ("lower_ctrl_limit", "upper_ctrl_limit", "limits"):
                 entry.pop(key, None)

@@ -54,7 +54,7 @@ def fail_on_disconnect(
     signals: Iterable[Signal],
     make_error: Callable[[], BaseException],
     *,
-    fail: Callable[[StatusBase, BaseException], None] = fail_status,
+    fail: Callable[[Any, BaseException], None] = fail_status,
 ) -> None:
     """Fail ``status`` with ``make_error()`` as soon as one of ``signals`` disconnects.
 
@@ -105,7 +105,7 @@ def fail_on_message(
 def follow(
     outer: StatusBase,
     inner: StatusBase,
-    translate: Callable[[BaseException], Any],
+    translate: Callable[[BaseException], BaseException],
     *,
     before: Callable[[], None] | None = None,
     verify: Callable[[], BaseException | None] | None = None,
@@ -118,6 +118,8 @@ def follow(
 
     def done(st: StatusBase) -> None:
         exc = st.exception()
+        if isinstance(exc, type):  # ophyd keeps what it was given, a class included
+            exc = exc()
         if exc is None:
             if before is not None:
                 before()

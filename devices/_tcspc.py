@@ -7,8 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from bluesky.protocols import StreamAsset
 from event_model import ComposeStreamResource, ComposeStreamResourceBundle, StreamRange
 from ophyd import Component as Cpt
 from ophyd import Device, Kind
@@ -70,7 +71,7 @@ class TcspcRates(Device):
         after the one running now is the first that started after the call, so a trigger
         takes 0.5 to 1 s.
         """
-        card = self.parent
+        card = cast(TcspcCard, self.parent)
         status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)
         fail_on_disconnect(status, (self.rate_gate,), lambda: card.lost("a trigger"))
         if status.done:
@@ -237,14 +238,15 @@ class TcspcCard(Device):
         is open, :class:`InstrumentBusyError` when the card already acquires.
         """
         self._require_connection("the kickoff")
-        if self.laser is not None:
+        laser = self.laser
+        if laser is not None:
             with lost_on_timeout(
                 lambda: IocLostError(
-                    f"{self.name}: the laser IOC ({self.laser.prefix}) does not answer; the "
+                    f"{self.name}: the laser IOC ({laser.prefix}) does not answer; the "
                     "interlock cannot be checked, so the acquisition does not start"
                 )
             ):
-                self.laser.check_interlock("the photon acquisition")
+                laser.check_interlock("the photon acquisition")
         if self.read_fresh(self.acquiring, "the kickoff"):
             raise InstrumentBusyError(
                 f"{self.name}: the TCSPC card is already acquiring into {self._file}"
@@ -382,7 +384,7 @@ class TcspcCard(Device):
             )
             return rows
 
-    def collect_asset_docs(self, index: int | None = None) -> Iterator[tuple[str, dict]]:
+    def collect_asset_docs(self, index: int | None = None) -> Iterator[StreamAsset]:
         """StreamResource (once per file) and StreamDatum documents for the new photon rows.
 
         Parameters
@@ -394,7 +396,7 @@ class TcspcCard(Device):
             return
         written = self._rows_written()
         stop = written if index is None else min(written, int(index))
-        docs: list[tuple[str, dict]] = []
+        docs: list[StreamAsset] = []
         with self._lock:  # build the documents under the lock, hand them out after it
             if not self._bundles:
                 path = self.read_fresh(self.file_path, "collect")

@@ -369,7 +369,7 @@ def open_session(
     try:
         md = JsonMetadata(catalog.data_dir / METADATA_FILE)
         RE = RunEngine(  # noqa: N806 - the conventional name
-            md,
+            md,  # pyright: ignore[reportArgumentType] - any MutableMapping persists RE.md
             scan_id_source=md.next_scan_id,
             context_managers=None if handle_sigint else [],
         )
@@ -380,7 +380,7 @@ def open_session(
                 bec.disable_plots()
             RE.subscribe(bec)
         if progress:
-            RE.waiting_hook = ProgressBarManager()
+            RE.waiting_hook = ProgressBarManager()  # pyright: ignore[reportAttributeAccessIssue]
             # ophyd's move progress divides by |initial - target|: 0 for a move in place.
             warnings.filterwarnings(
                 "ignore", "invalid value encountered", RuntimeWarning, "ophyd.status"

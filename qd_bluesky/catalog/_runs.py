@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ._errors import CatalogError
 
@@ -24,10 +24,9 @@ _NEWEST = re.compile(r"-[0-9]+")
 
 def _client(catalog: Catalog | Container) -> Container:
     """The Tiled client of a :class:`Catalog`, or the argument itself if it is a client."""
-    client = getattr(catalog, "client", catalog)
     if getattr(catalog, "closed", False):
         raise CatalogError("the catalog is closed")
-    return client
+    return cast("Container", getattr(catalog, "client", catalog))
 
 
 def _iso_utc(timestamp: Any) -> str | None:

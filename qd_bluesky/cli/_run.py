@@ -14,7 +14,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 #: Command-line name -> function in qd_bluesky.plans.
 PLANS = {
@@ -215,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
             kwargs.update(options)
             if md:
                 kwargs["md"] = md
-            uids = session.RE(plan(**kwargs))
+            # a tuple of run uids (the session's RunEngine does not return results)
+            uids = cast(tuple[str, ...], session.RE(plan(**kwargs)))
             session.wait_for_analysis()
             for uid in uids:
                 outcome = session.analyzer.outcomes.get(uid)
