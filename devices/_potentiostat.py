@@ -67,7 +67,7 @@ class CyclicVoltammetry(Device):
             raise ValueError(f"{self.name}: cycles must be >= 1, not {self.cycles.get()}")
         pot.require_ready()
         duration = self.waveform_duration()
-        approach = abs(start - pot.position) / max(pot.slew_rate.get(), 1e-9)
+        approach = abs(start - (pot.position or 0.0)) / max(pot.slew_rate.get(), 1e-9)
         status = ProgressStatus(
             self,
             progress=self.progress,
