@@ -44,15 +44,18 @@ class _Output:
         return "".join(self.lines)
 
 
-def test_sim_started_with_sigint_ignored_stops_on_sigint(tmp_path: Path, free_port) -> None:
-    """A shell script's ``qd-bluesky sim &`` inherits SIGINT ignored: it must still stop on it,
-    at once, with code 0, and leave the photon file intact with every row it announced."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sim_started_with_signals_ignored_stops_on_them(signum, tmp_path: Path, free_port):
+    """A shell script's ``qd-bluesky sim &`` inherits SIGINT ignored: it must still stop on it
+    (and on SIGTERM), at once, with code 0, and leave the photon file intact with every row it
+    announced."""
     prefix, port = f"qdr{uuid.uuid4().hex[:8]}:", free_port()
     sim = [sys.executable, "-P", "-m", "qd_bluesky.cli", "sim", "--prefix", prefix]
     sim += ["--port", str(port), "--photon-dir", str(tmp_path)]
-    # The shell ignores SIGINT, then execs: the child inherits SIG_IGN, as a background job does.
+    # The shell ignores the signals, then execs: the child inherits SIG_IGN, as a background
+    # job does with SIGINT.
     proc = subprocess.Popen(
-        ["sh", "-c", f"trap '' INT; exec {shlex.join(sim)}"],
+        ["sh", "-c", f"trap '' INT TERM; exec {shlex.join(sim)}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -70,7 +73,7 @@ def test_sim_started_with_sigint_ignored_stops_on_sigint(tmp_path: Path, free_po
         path = Path(bytes(raw_path).rstrip(b"\0").decode())
         assert announced > 1000
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         code = proc.wait(10)
         assert time.monotonic() - t0 < 5.0
     finally:
