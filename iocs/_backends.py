@@ -131,7 +131,7 @@ class PhotonBlock(Protocol):
 
     macrotime: NDArray[np.int64]
     """Laser sync count of each photon, sorted."""
-    microtime: NDArray[np.integer]
+    microtime: NDArray[np.uint16]
     """Delay after the sync, in bins of :attr:`microtime_unit_s`."""
     channel: NDArray[np.uint8]
     """Detector channel of each photon."""

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._backends import PhotonBlock
 
 #: What the simulated potentiostat can apply at all; the safe window must lie inside it.
 HARDWARE_RANGE_V = (-5.0, 5.0)
@@ -53,7 +57,8 @@ class SimulatedSample:
         self.acquiring = False
         #: (t_s, bias_v, current_a) of each bias change while acquiring, for photon markers.
         self.bias_log: list[tuple[float, float, float]] = []
-        self.position_um: tuple[float, float, float] = tuple(float(v) for v in self.sample.home_um)
+        x_um, y_um, z_um = (float(v) for v in self.sample.home_um)
+        self.position_um: tuple[float, float, float] = (x_um, y_um, z_um)
         t = self.now()
         self.sample.set_laser(
             emission=self.emission, power_w=self.power_w, rep_rate_hz=self.rep_rate_hz, t_s=t
@@ -120,11 +125,6 @@ class SimulatedSample:
         return int(self.sample.microtime_bins)
 
 
-def _of_sample(name: str) -> property:
-    """A read-only property: the sample's attribute ``name`` (what the backend reports)."""
-    return property(lambda self: getattr(self.sample, name), doc=f"The sample's ``{name}``.")
-
-
 class _OnSample:
     """A backend that acts on the shared :class:`SimulatedSample`."""
 
@@ -136,8 +136,14 @@ class SimulatedPotentiostat(_OnSample):
     """:class:`~._backends.PotentiostatBackend` on a :class:`SimulatedSample`."""
 
     hardware_range_v = HARDWARE_RANGE_V
-    bias_v = _of_sample("bias_v")
-    current_a = _of_sample("current_a")
+
+    @property
+    def bias_v(self) -> float:
+        return self.sample.bias_v
+
+    @property
+    def current_a(self) -> float:
+        return self.sample.current_a
 
     def apply_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> None:
         self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt_v_per_s)
@@ -149,7 +155,9 @@ class SimulatedPotentiostat(_OnSample):
 class SimulatedLaser(_OnSample):
     """:class:`~._backends.LaserBackend` on a :class:`SimulatedSample`."""
 
-    rep_rate_locked = _of_sample("acquiring")
+    @property
+    def rep_rate_locked(self) -> bool:
+        return self.sample.acquiring
 
     def set_output(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
         self.sample.set_laser(emission=emission, power_w=power_w, rep_rate_hz=rep_rate_hz)
@@ -161,7 +169,9 @@ class SimulatedLaser(_OnSample):
 class SimulatedStage(_OnSample):
     """:class:`~._backends.StageBackend` on a :class:`SimulatedSample`."""
 
-    position_um = _of_sample("position_um")
+    @property
+    def position_um(self) -> tuple[float, float, float]:
+        return self.sample.position_um
 
     def move_to(self, x_um: float, y_um: float, z_um: float) -> None:
         self.sample.set_position(x_um, y_um, z_um)
@@ -170,12 +180,29 @@ class SimulatedStage(_OnSample):
 class SimulatedTcspc(_OnSample):
     """:class:`~._backends.TcspcBackend` on a :class:`SimulatedSample`."""
 
-    rep_rate_hz = _of_sample("rep_rate_hz")
-    microtime_unit_s = _of_sample("microtime_unit_s")
-    microtime_bins = _of_sample("microtime_bins")
-    interlock_open = _of_sample("interlock_open")
-    bias_v = _of_sample("bias_v")
-    current_a = _of_sample("current_a")
+    @property
+    def rep_rate_hz(self) -> float:
+        return self.sample.rep_rate_hz
+
+    @property
+    def microtime_unit_s(self) -> float:
+        return self.sample.microtime_unit_s
+
+    @property
+    def microtime_bins(self) -> int:
+        return self.sample.microtime_bins
+
+    @property
+    def interlock_open(self) -> bool:
+        return self.sample.interlock_open
+
+    @property
+    def bias_v(self) -> float:
+        return self.sample.bias_v
+
+    @property
+    def current_a(self) -> float:
+        return self.sample.current_a
 
     def describe(self, mode: str) -> str:
         return (
@@ -186,7 +213,7 @@ class SimulatedTcspc(_OnSample):
     def now(self) -> float:
         return self.sample.now()
 
-    def read_photons(self):
+    def read_photons(self) -> PhotonBlock:
         return self.sample.advance()
 
     def start_acquisition(self) -> None:
