@@ -132,10 +132,8 @@ class _OnSample:
         self.sample = sample
 
 
-class SimulatedPotentiostat(_OnSample):
-    """:class:`~._backends.PotentiostatBackend` on a :class:`SimulatedSample`."""
-
-    hardware_range_v = HARDWARE_RANGE_V
+class _CellReadings(_OnSample):
+    """The cell's bias and current: the potentiostat's own, and the TCSPC card's markers."""
 
     @property
     def bias_v(self) -> float:
@@ -145,11 +143,17 @@ class SimulatedPotentiostat(_OnSample):
     def current_a(self) -> float:
         return self.sample.current_a
 
-    def apply_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> None:
-        self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt_v_per_s)
-
     def read_current(self) -> float:
         return self.sample.read_current()
+
+
+class SimulatedPotentiostat(_CellReadings):
+    """:class:`~._backends.PotentiostatBackend` on a :class:`SimulatedSample`."""
+
+    hardware_range_v = HARDWARE_RANGE_V
+
+    def apply_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> None:
+        self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt_v_per_s)
 
 
 class SimulatedLaser(_OnSample):
@@ -177,7 +181,7 @@ class SimulatedStage(_OnSample):
         self.sample.set_position(x_um, y_um, z_um)
 
 
-class SimulatedTcspc(_OnSample):
+class SimulatedTcspc(_CellReadings):
     """:class:`~._backends.TcspcBackend` on a :class:`SimulatedSample`."""
 
     @property
@@ -195,14 +199,6 @@ class SimulatedTcspc(_OnSample):
     @property
     def interlock_open(self) -> bool:
         return self.sample.interlock_open
-
-    @property
-    def bias_v(self) -> float:
-        return self.sample.bias_v
-
-    @property
-    def current_a(self) -> float:
-        return self.sample.current_a
 
     def describe(self, mode: str) -> str:
         return (
@@ -225,6 +221,3 @@ class SimulatedTcspc(_OnSample):
 
     def drain_bias_log(self) -> list[tuple[float, float, float]]:
         return self.sample.drain_bias_log()
-
-    def read_current(self) -> float:
-        return self.sample.read_current()
