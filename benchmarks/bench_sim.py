@@ -25,7 +25,15 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from qd_bluesky.sim import PRESETS, SingleDot, emission_probabilities  # noqa: E402
-from qd_bluesky.sim._photons import KIND_DOT, NORMAL_TABLE, generate, skip_tables  # noqa: E402
+from qd_bluesky.sim._photons import (  # noqa: E402
+    KIND_DOT,
+    NORMAL_TABLE,
+    DetectionBins,
+    PhotonColumns,
+    StateTables,
+    generate,
+    skip_tables,
+)
 from qd_bluesky.sim._rng import new_stream  # noqa: E402
 
 UNIT = 25e-12
@@ -53,10 +61,11 @@ def run_kernel(n_pulses: int, state: int) -> tuple[int, float]:
         np.zeros(cap, np.uint8),
         np.zeros(cap, np.int8),
     )
+    states = StateTables(log1m_q, cum, table.tau_s / UNIT, table.tau_xx_s / UNIT, table.charge)
+    bins = DetectionBins(0.5, SIGMA_BINS, OFFSET_BINS, PERIOD_BINS, int(PERIOD_BINS), NORMAL_TABLE)
     args = (
-        KIND_DOT, np.array([0]), np.array([n_pulses]), np.array([state]), log1m_q, cum,
-        table.tau_s / UNIT, table.tau_xx_s / UNIT, table.charge, 0.5, SIGMA_BINS, OFFSET_BINS,
-        PERIOD_BINS, int(PERIOD_BINS), *out, 0, NORMAL_TABLE,
+        KIND_DOT, np.array([0]), np.array([n_pulses]), np.array([state]), states, bins,
+        PhotonColumns(*out), 0,
     )  # fmt: skip
     generate(new_stream(0, 1), np.array([-1]), *args[:2], np.array([1000]), *args[3:])  # JIT
     t = time.perf_counter()

@@ -9,26 +9,58 @@ One PVGroup per instrument, in the style of caproto's ``ioc_examples``; each als
 
 and all four together on one simulated sample with ``qd-bluesky sim`` (or
 ``python -m qd_bluesky.iocs``).
+
+Each PVGroup talks to its instrument through a backend (``PotentiostatBackend``,
+``LaserBackend``, ``StageBackend``, ``TcspcBackend``): the simulated ones share one sample, a
+``FaultInjectingBackend`` wraps any of them to make operations fail, and a real driver
+implements the same protocol.
 """
 
+from ._backends import (
+    BackendFault,
+    LaserBackend,
+    PhotonBlock,
+    PotentiostatBackend,
+    StageBackend,
+    TcspcBackend,
+)
 from ._common import RefusedError
+from ._faults import FaultInjectingBackend
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
 from ._process import SimulatedInstrumentProcess, free_port_pair, use_loopback_ioc
 from ._server import loopback_environment, serve
-from ._simulated import SimulatedInstrument, SimulatedSample
+from ._sim_backends import (
+    SimulatedLaser,
+    SimulatedPotentiostat,
+    SimulatedSample,
+    SimulatedStage,
+    SimulatedTcspc,
+)
+from ._simulated import SimulatedInstrument
 from ._stage import StageIOC
 from ._tcspc import TcspcIOC
 
 __all__ = [
+    "BackendFault",
     "CyclicVoltammetryIOC",
+    "FaultInjectingBackend",
+    "LaserBackend",
     "LaserIOC",
+    "PhotonBlock",
+    "PotentiostatBackend",
     "PotentiostatIOC",
     "RefusedError",
     "SimulatedInstrument",
     "SimulatedInstrumentProcess",
+    "SimulatedLaser",
+    "SimulatedPotentiostat",
     "SimulatedSample",
+    "SimulatedStage",
+    "SimulatedTcspc",
+    "StageBackend",
     "StageIOC",
+    "TcspcBackend",
     "TcspcIOC",
     "free_port_pair",
     "loopback_environment",

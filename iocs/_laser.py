@@ -7,10 +7,17 @@ from typing import TYPE_CHECKING
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from ._common import RefusedError, text_pv
+from ._common import (
+    BACKEND_FAULTS,
+    RefusedError,
+    clear_alarm,
+    logger,
+    raise_alarm,
+    status_pv,
+)
 
 if TYPE_CHECKING:
-    from ._simulated import SimulatedSample
+    from ._backends import LaserBackend
 
 #: Repetition rates the (simulated) picosecond diode driver offers, Hz.
 REP_RATE_RANGE_HZ = (1e5, 8e7)
@@ -38,12 +45,15 @@ class LaserIOC(PVGroup):
     wavelength
         Emission wavelength (m), read-only.
     status
-        State, or the reason of the last refusal (long string).
+        State, or the reason of the last refusal (long string). A fault of the laser driver is
+        written here with a MAJOR alarm, which the next successful request clears.
+
+    The ``backend`` (:class:`~qd_bluesky.iocs.LaserBackend`) drives the laser.
     """
 
-    def __init__(self, *args, sample: SimulatedSample, **kwargs) -> None:
+    def __init__(self, *args, backend: LaserBackend, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.sample = sample
+        self.backend = backend
 
     emission = pvproperty(
         value="on", dtype=ChannelType.ENUM, enum_strings=("off", "on"), doc="laser emission"
@@ -71,29 +81,38 @@ class LaserIOC(PVGroup):
         doc="safety interlock: open forces emission off",
     )
     wavelength = pvproperty(value=WAVELENGTH_M, units="m", precision=12, read_only=True)
-    status = text_pv("emission on", doc="state, or the reason of the last refusal")
+    status = status_pv("emission on", doc="state, or the reason of the last refusal")
 
     async def _refuse(self, reason: str) -> None:
         await self.status.write(f"refused: {reason}")
-        raise RefusedError(reason)
+        raise RefusedError(reason, source=self.prefix)
 
-    def _push(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
-        self.sample.set_laser(emission=emission, power_w=power_w, rep_rate_hz=rep_rate_hz)
+    async def _push(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
+        """Send the settings to the laser; a fault alarms ``status`` and refuses the put."""
+        try:
+            self.backend.set_output(emission=emission, power_w=power_w, rep_rate_hz=rep_rate_hz)
+        except BACKEND_FAULTS as exc:
+            await raise_alarm(self.status, f"fault: setting the laser failed: {exc}")
+            raise RefusedError(f"setting the laser failed: {exc}", source=self.prefix) from None
+        await clear_alarm(self.status)
 
     @emission.startup
     async def emission(self, instance, async_lib):
-        self._push(
-            emission=self.emission.value == "on",
-            power_w=float(self.power.value),
-            rep_rate_hz=float(self.rep_rate.value),
-        )
+        try:
+            await self._push(
+                emission=self.emission.value == "on",
+                power_w=float(self.power.value),
+                rep_rate_hz=float(self.rep_rate.value),
+            )
+        except RefusedError as exc:  # serve anyway: the alarm on status says what failed
+            logger.warning("%s %s", self.prefix, exc)
 
     @emission.putter
     async def emission(self, instance, value):
         on = value == "on"
         if on and self.interlock.value != "closed":
             await self._refuse("the interlock is open: close it before switching emission on")
-        self._push(
+        await self._push(
             emission=on, power_w=float(self.power.value), rep_rate_hz=float(self.rep_rate.value)
         )
         await self.status.write(f"emission {value}")
@@ -101,7 +120,7 @@ class LaserIOC(PVGroup):
 
     @power.putter
     async def power(self, instance, value):
-        self._push(
+        await self._push(
             emission=self.emission.value == "on",
             power_w=float(value),
             rep_rate_hz=float(self.rep_rate.value),
@@ -110,9 +129,9 @@ class LaserIOC(PVGroup):
 
     @rep_rate.putter
     async def rep_rate(self, instance, value):
-        if self.sample.acquiring:
+        if self.backend.rep_rate_locked:
             await self._refuse("the TCSPC card is acquiring: stop it before changing rep_rate")
-        self._push(
+        await self._push(
             emission=self.emission.value == "on",
             power_w=float(self.power.value),
             rep_rate_hz=float(value),
@@ -121,9 +140,9 @@ class LaserIOC(PVGroup):
 
     @interlock.putter
     async def interlock(self, instance, value):
-        self.sample.interlock_open = value == "open"
+        self.backend.set_interlock(value == "open")
         if value == "open" and self.emission.value == "on":
-            self._push(
+            await self._push(
                 emission=False,
                 power_w=float(self.power.value),
                 rep_rate_hz=float(self.rep_rate.value),

@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
-from ._common import RefusedError, text_pv
+from ._common import (
+    BACKEND_FAULTS,
+    RefusedError,
+    clear_alarm,
+    logger,
+    raise_alarm,
+    status_pv,
+)
 
 if TYPE_CHECKING:
-    from ._simulated import SimulatedSample
+    from ._backends import PotentiostatBackend
 
-#: What the (simulated) instrument can apply at all; the safe window must lie inside it.
-HARDWARE_RANGE_V = (-5.0, 5.0)
 #: Default safe window: below -2 V the ITO working electrode degrades (PHYSICS.md).
 DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
 #: Period of the ramp loop; the applied bias follows the wall clock, not the tick count.
@@ -91,9 +96,9 @@ class CyclicVoltammetryIOC(PVGroup):
 class PotentiostatIOC(PVGroup):
     """A potentiostat driving an ITO / Pt quasi-reference / Pt counter cell (``{P}pot:``).
 
-    Bias is reported against the Pt quasi-reference. The simulated backend applies it to the
-    shared :class:`~qd_bluesky.iocs.SimulatedSample` (which charges the dot) and reads the cell
-    current from it.
+    Bias is reported against the Pt quasi-reference. The ``backend``
+    (:class:`~qd_bluesky.iocs.PotentiostatBackend`) applies it and measures the current; the
+    simulated one applies it to the shared sample, which charges the dot.
 
     PVs
     ---
@@ -119,7 +124,9 @@ class PotentiostatIOC(PVGroup):
     busy
         1 while a ramp or a CV scan is in progress.
     status
-        Human-readable state or the reason of the last refusal (long string).
+        Human-readable state or the reason of the last refusal (long string). A fault of the
+        instrument (e.g. a compliance trip) is written here with a MAJOR alarm, which the next
+        request clears.
     limit_violation
         1 when the last bias (or CV) request was refused for leaving the safe window, else 0;
         every request first resets it to 0, so a refusal is always a 0 -> 1 transition.
@@ -128,9 +135,10 @@ class PotentiostatIOC(PVGroup):
         The cyclic-voltammetry waveform, see :class:`CyclicVoltammetryIOC`.
     """
 
-    def __init__(self, *args, sample: SimulatedSample, **kwargs) -> None:
+    def __init__(self, *args, backend: PotentiostatBackend, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.sample = sample
+        self.backend = backend
+        self._current_fault = False
         self._abort_requested = False
         self._busy = False
 
@@ -166,7 +174,7 @@ class PotentiostatIOC(PVGroup):
     bias_high_limit = pvproperty(value=DEFAULT_SAFE_WINDOW_V[1], units="V", precision=3)
     abort = pvproperty(value=0, doc="put 1 to stop a ramp or CV scan")
     busy = pvproperty(value=0, read_only=True, doc="1 while ramping or scanning")
-    status = text_pv("idle", doc="state, or the reason of the last refusal")
+    status = status_pv("idle", doc="state, or the reason of the last refusal")
     limit_violation = pvproperty(value=0, read_only=True, doc="last request left the window")
 
     cv = SubGroup(CyclicVoltammetryIOC, prefix="cv_")
@@ -182,7 +190,13 @@ class PotentiostatIOC(PVGroup):
         await self.status.write(f"refused: {reason}")
         if limit:
             await self.limit_violation.write(1)
-        raise RefusedError(reason)
+        raise RefusedError(reason, source=self.prefix)
+
+    async def fault(self, what: str, exc: BaseException) -> None:
+        """The instrument failed ``what``: alarm on ``status``, then refuse the request."""
+        reason = f"{what} failed: {exc}"
+        await raise_alarm(self.status, f"fault: {reason}")
+        raise RefusedError(reason, source=self.prefix) from None
 
     async def check_safe(self, bias_v: float, *, what: str = "bias") -> None:
         low, high = self.window
@@ -200,6 +214,7 @@ class PotentiostatIOC(PVGroup):
         # Every request starts from "no violation", so a refusal is a fresh 0 -> 1 transition
         # for clients watching limit_violation.
         await self.limit_violation.write(0)
+        await clear_alarm(self.status)
         await self.check_safe(value)
         if self.cell_on.value != "on":
             await self.refuse("the cell is off (cell_on = off)")
@@ -211,8 +226,8 @@ class PotentiostatIOC(PVGroup):
             await self.status.write(f"ramping to {value:+.4f} V")
             reached = await self._ramp(value, float(self.slew_rate.value))
             if not reached:
-                await self.status.write(f"aborted at {self.sample.bias_v:+.4f} V")
-                return self.sample.bias_v
+                await self.status.write(f"aborted at {self.backend.bias_v:+.4f} V")
+                return self.backend.bias_v
             await asyncio.sleep(float(self.settle_time.value))
             await self.status.write(f"settled at {value:+.4f} V")
         return value
@@ -250,7 +265,7 @@ class PotentiostatIOC(PVGroup):
         return value
 
     async def _check_window(self, low: float, high: float) -> None:
-        hw_low, hw_high = HARDWARE_RANGE_V
+        hw_low, hw_high = self.backend.hardware_range_v
         if not hw_low <= low < high <= hw_high:
             await self.refuse(
                 f"safe window [{low:+.3f}, {high:+.3f}] V must be increasing and inside the "
@@ -261,8 +276,18 @@ class PotentiostatIOC(PVGroup):
     async def current(self, instance, async_lib):
         # While idle the current still moves (faradaic leakage, noise); ramps update it
         # themselves on every tick.
-        if not self._busy:
-            await self.current.write(self.sample.read_current())
+        if self._busy:
+            return
+        try:
+            current = self.backend.read_current()
+        except BACKEND_FAULTS as exc:
+            if not self._current_fault:  # one line per fault, not one per scan
+                self._current_fault = True
+                logger.warning("%s current reading failed: %s", self.prefix, exc)
+                await raise_alarm(self.status, f"fault: current reading failed: {exc}")
+            return
+        self._current_fault = False
+        await self.current.write(current)
 
     # -- cyclic voltammetry ---------------------------------------------------------------
 
@@ -270,6 +295,7 @@ class PotentiostatIOC(PVGroup):
         """Run the CV waveform described by the ``cv_*`` PVs (the put of ``cv_run``)."""
         cv = self.cv
         await self.limit_violation.write(0)
+        await clear_alarm(self.status)
         if self.mode.value != "CV":
             await self.refuse("mode is static: set mode to CV before cv_run")
         if self.cell_on.value != "on":
@@ -291,7 +317,7 @@ class PotentiostatIOC(PVGroup):
             try:
                 await self.status.write(f"CV: going to the start bias {start:+.3f} V")
                 if not await self._ramp(start, float(self.slew_rate.value)):
-                    await self.status.write(f"CV aborted at {self.sample.bias_v:+.4f} V")
+                    await self.status.write(f"CV aborted at {self.backend.bias_v:+.4f} V")
                     return
                 t0 = time.monotonic()
                 last_report = -1.0
@@ -309,7 +335,7 @@ class PotentiostatIOC(PVGroup):
                     await self.status.write(f"CV: cycle {k + 1} of {cycles}")
                     for target in (vertex, end):
                         if not await self._ramp(target, rate, on_tick=report):
-                            await self.status.write(f"CV aborted at {self.sample.bias_v:+.4f} V")
+                            await self.status.write(f"CV aborted at {self.backend.bias_v:+.4f} V")
                             return
                 await cv.elapsed.write(time.monotonic() - t0)
                 await cv.progress.write(1.0)
@@ -333,10 +359,14 @@ class PotentiostatIOC(PVGroup):
             await self.busy.write(0)
 
     async def _apply(self, bias_v: float, dbias_dt: float) -> None:
-        """Apply ``bias_v`` to the sample now and publish readback and current."""
-        self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt)
-        await self.bias_rbv.write(self.sample.bias_v)
-        await self.current.write(self.sample.current_a)
+        """Apply ``bias_v`` now and publish readback and current (a fault refuses the put)."""
+        try:
+            self.backend.apply_bias(bias_v, dbias_dt_v_per_s=dbias_dt)
+        except BACKEND_FAULTS as exc:
+            await self.bias_rbv.write(self.backend.bias_v)
+            await self.fault(f"applying {bias_v:+.4f} V", exc)
+        await self.bias_rbv.write(self.backend.bias_v)
+        await self.current.write(self.backend.current_a)
 
     async def _ramp(self, target: float, rate: float, *, on_tick=None) -> bool:
         """Sweep linearly from the applied bias to ``target`` at ``rate`` (V/s).
@@ -344,7 +374,7 @@ class PotentiostatIOC(PVGroup):
         Returns False if aborted. The bias follows the clock, so a late tick does not slow
         the sweep down.
         """
-        v0 = self.sample.bias_v
+        v0 = self.backend.bias_v
         span = target - v0
         if span == 0.0:
             await self._apply(target, 0.0)
@@ -354,7 +384,7 @@ class PotentiostatIOC(PVGroup):
         t0 = time.monotonic()
         while True:
             if self._abort_requested:
-                await self._apply(self.sample.bias_v, 0.0)
+                await self._apply(self.backend.bias_v, 0.0)
                 return False
             elapsed = time.monotonic() - t0
             if elapsed >= duration:
@@ -362,5 +392,5 @@ class PotentiostatIOC(PVGroup):
                 return True
             await self._apply(v0 + sign * rate * elapsed, sign * rate)
             if on_tick is not None:
-                await on_tick(self.sample.bias_v)
+                await on_tick(self.backend.bias_v)
             await asyncio.sleep(min(TICK_S, duration - elapsed))

@@ -1,8 +1,10 @@
 """Serving PVGroups: the command-line options and a runner that shuts down cleanly.
 
-caproto's ``run`` handles SIGINT; this runner also turns SIGTERM into the same orderly shutdown
-and then calls ``close()`` on every group that has one, so an open photon file is closed
-intact whichever way the process is asked to stop.
+caproto's ``run`` relies on Python's KeyboardInterrupt, which a process started in the
+background by a shell never gets (it inherits SIGINT ignored). This runner installs its own
+SIGINT and SIGTERM handlers whatever it inherited: both cancel the server, which runs the
+PVGroups' shutdown hooks, and then calls ``close()`` on every group that has one, so an open
+photon file is closed intact whichever way the process is asked to stop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 from caproto.asyncio.server import start_server
 from caproto.server import PVGroup, template_arg_parser
+
+from ._common import log_refusals_in_one_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +133,9 @@ def serve(
 ) -> None:
     """Serve ``groups`` in the foreground until SIGINT or SIGTERM, then close them.
 
+    Both signals stop the server even if the process inherited them ignored, and a refused
+    put is logged in one line (not caproto's traceback).
+
     Parameters
     ----------
     groups
@@ -149,6 +156,7 @@ def serve(
     if module_name != "caproto.asyncio.server":
         raise ValueError(f"only the asyncio server is supported, not {module_name}")
     pvdb = merge_pvdb(groups)
+    log_refusals_in_one_line()
     if repeater:
         loopback = bool(interfaces) and all(i.startswith("127.") for i in interfaces)
         start_repeater("127.0.0.1" if loopback else "0.0.0.0")
@@ -156,9 +164,11 @@ def serve(
     async def main() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-        # SIGTERM takes the same path as SIGINT: cancel the server, run the shutdown hooks.
+        # Explicit handlers: a SIGINT inherited as ignored (``cmd &`` in a script) must still
+        # stop the server. Both cancel it: caproto then runs the shutdown hooks.
         if task is not None:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, task.cancel)
 
         async def startup_hook(async_lib) -> None:
             if on_ready is not None:
@@ -176,8 +186,8 @@ def serve(
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass  # a signal before the server was up: still an orderly stop
     finally:
         _close(groups)
 

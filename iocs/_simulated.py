@@ -1,129 +1,41 @@
-"""The simulated instrument: one ``qd_bluesky.sim`` sample shared by the four IOCs.
+"""The simulated instrument: the four IOCs on one ``qd_bluesky.sim`` sample.
 
-The instruments (PVGroups) touch the physics only through :class:`SimulatedSample`, which keeps
-the one clock the sample needs (times never go backwards) and the little cross-instrument state
-a real lab has in its wiring: the laser's interlock, whether the TCSPC card is acquiring, the
-bias and current the potentiostat applies.
+This module only composes: it builds a :class:`SimulatedSample`, one backend per instrument on
+it (:mod:`._sim_backends`) and hands each to its PVGroup, which knows its backend's protocol
+(:mod:`._backends`) and nothing of the simulation.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from caproto.server import PVGroup
 
 from ._laser import LaserIOC
 from ._potentiostat import PotentiostatIOC
 from ._server import ioc_parser, photon_dir_of, serve
+from ._sim_backends import (
+    DEFAULT_LASER,
+    SimulatedLaser,
+    SimulatedPotentiostat,
+    SimulatedSample,
+    SimulatedStage,
+    SimulatedTcspc,
+)
 from ._stage import StageIOC
 from ._tcspc import TcspcIOC
 
-#: Laser state at start-up: on, so the count rates are those of the parked dot.
-DEFAULT_LASER = {"emission": True, "power_w": 30e-9, "rep_rate_hz": 2.5e6}
+__all__ = ["DEFAULT_LASER", "SimulatedInstrument", "SimulatedSample", "main_instrument"]
 
-
-class SimulatedSample:
-    """One :class:`qd_bluesky.sim.Sample` on one monotonic clock, shared by the IOCs.
-
-    Parameters
-    ----------
-    preset
-        Dot preset of :data:`qd_bluesky.sim.PRESETS` (e.g. ``"qd1"``).
-    seed
-        Seed of the sample's random generator (dot field, photons, noise).
-    clock
-        Seconds, monotonic; the sample's time is ``clock() - clock()`` at construction.
-    """
-
-    def __init__(
-        self, preset: str = "qd1", seed: int = 0, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        from qd_bluesky.sim import Sample, warm_up  # the IOCs are the only place that knows it
-
-        warm_up()  # compile the kernels now, not inside the IOC's event loop
-        self.sample = Sample(preset=preset, seed=seed)
-        self.preset = preset
-        self.seed = seed
-        self._clock = clock
-        self._t0 = clock()
-        self._t = 0.0
-        self.bias_v = 0.0
-        self.current_a = 0.0
-        self.emission = DEFAULT_LASER["emission"]
-        self.power_w = DEFAULT_LASER["power_w"]
-        self.rep_rate_hz = DEFAULT_LASER["rep_rate_hz"]
-        self.interlock_open = False
-        #: Set by the TCSPC IOC while a photon file is open.
-        self.acquiring = False
-        #: (t_s, bias_v, current_a) of each bias change while acquiring, for photon markers.
-        self.bias_log: list[tuple[float, float, float]] = []
-        self.position_um: tuple[float, float, float] = tuple(float(v) for v in self.sample.home_um)
-        t = self.now()
-        self.sample.set_laser(
-            emission=self.emission, power_w=self.power_w, rep_rate_hz=self.rep_rate_hz, t_s=t
-        )
-        self.sample.set_position(*self.position_um, t_s=t)
-        self.sample.set_bias(self.bias_v, t)
-        self.current_a = float(self.sample.cell.current_a(self.bias_v, 0.0, t))
-
-    def now(self) -> float:
-        """Seconds on the sample's clock; never smaller than a time already used."""
-        self._t = max(self._t, self._clock() - self._t0)
-        return self._t
-
-    # -- controls ---------------------------------------------------------------------------
-
-    def set_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> float:
-        """Apply ``bias_v`` now; update :attr:`current_a`; return the sample time used."""
-        t = self.now()
-        self.sample.set_bias(float(bias_v), t)
-        self.bias_v = float(bias_v)
-        self.current_a = float(self.sample.cell.current_a(self.bias_v, dbias_dt_v_per_s, t))
-        if self.acquiring:
-            self.bias_log.append((t, self.bias_v, self.current_a))
-        return t
-
-    def read_current(self) -> float:
-        """A fresh reading of the cell current at the present (static) bias."""
-        self.current_a = float(self.sample.cell.current_a(self.bias_v, 0.0, self.now()))
-        return self.current_a
-
-    def drain_bias_log(self) -> list[tuple[float, float, float]]:
-        """The (time, bias, current) of every bias change since the last call."""
-        log, self.bias_log = self.bias_log, []
-        return log
-
-    def set_laser(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
-        """Change the excitation now (emission is forced off while the interlock is open)."""
-        emission = bool(emission) and not self.interlock_open
-        self.sample.set_laser(
-            emission=emission,
-            power_w=float(power_w),
-            rep_rate_hz=float(rep_rate_hz),
-            t_s=self.now(),
-        )
-        self.emission, self.power_w, self.rep_rate_hz = emission, float(power_w), float(rep_rate_hz)
-
-    def set_position(self, x_um: float, y_um: float, z_um: float) -> None:
-        """Move the focus to (x, y, z) now."""
-        self.sample.set_position(float(x_um), float(y_um), float(z_um), t_s=self.now())
-        self.position_um = (float(x_um), float(y_um), float(z_um))
-
-    # -- photons ----------------------------------------------------------------------------
-
-    def advance(self):
-        """All photons detected since the previous call, up to now (a ``PhotonChunk``)."""
-        return self.sample.advance(self.now())
-
-    @property
-    def microtime_unit_s(self) -> float:
-        return float(self.sample.microtime_unit_s)
-
-    @property
-    def microtime_bins(self) -> int:
-        return int(self.sample.microtime_bins)
+#: The simulated backend of each instrument's PVGroup.
+SIMULATED_BACKENDS: dict[type[PVGroup], Callable[[SimulatedSample], Any]] = {
+    PotentiostatIOC: SimulatedPotentiostat,
+    LaserIOC: SimulatedLaser,
+    StageIOC: SimulatedStage,
+    TcspcIOC: SimulatedTcspc,
+}
 
 
 class SimulatedInstrument:
@@ -148,11 +60,13 @@ class SimulatedInstrument:
         seed: int = 0,
         data_dir: str | Path | None = None,
     ) -> None:
-        self.sample = SimulatedSample(preset=preset, seed=seed)
-        self.pot = PotentiostatIOC(prefix=f"{prefix}pot:", sample=self.sample)
-        self.laser = LaserIOC(prefix=f"{prefix}laser:", sample=self.sample)
-        self.stage = StageIOC(prefix=f"{prefix}stage:", sample=self.sample)
-        self.tcspc = TcspcIOC(prefix=f"{prefix}tcspc:", sample=self.sample, data_dir=data_dir)
+        self.sample = sample = SimulatedSample(preset=preset, seed=seed)
+        self.pot = PotentiostatIOC(prefix=f"{prefix}pot:", backend=SimulatedPotentiostat(sample))
+        self.laser = LaserIOC(prefix=f"{prefix}laser:", backend=SimulatedLaser(sample))
+        self.stage = StageIOC(prefix=f"{prefix}stage:", backend=SimulatedStage(sample))
+        self.tcspc = TcspcIOC(
+            prefix=f"{prefix}tcspc:", backend=SimulatedTcspc(sample), data_dir=data_dir
+        )
 
     @property
     def groups(self) -> list[PVGroup]:
@@ -170,7 +84,8 @@ def main_single(group_cls: type[PVGroup], suffix: str, argv: Sequence[str] | Non
     ioc_options, run_options = split_args(args)
     sample = SimulatedSample(preset=args.preset, seed=args.seed)
     extra = {"data_dir": photon_dir_of(args.data_dir, args.photon_dir)} if tcspc else {}
-    group = group_cls(prefix=f"{ioc_options['prefix']}{suffix}", sample=sample, **extra)
+    backend = SIMULATED_BACKENDS[group_cls](sample)
+    group = group_cls(prefix=f"{ioc_options['prefix']}{suffix}", backend=backend, **extra)
     serve([group], **run_options)
 
 

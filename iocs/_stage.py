@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from caproto import AlarmSeverity
 from caproto.server import PVGroup, pvproperty
 
-from ._common import text_pv
+from ._common import BACKEND_FAULTS, RefusedError, clear_alarm, raise_alarm, status_pv
 
 if TYPE_CHECKING:
-    from ._simulated import SimulatedSample
+    from ._backends import StageBackend
 
 #: Soft limits of every axis (um): a 200 um closed-loop piezo centred on the field of view.
 TRAVEL_UM = (-100.0, 100.0)
@@ -45,8 +46,9 @@ def _readback(axis: str) -> pvproperty:
 class StageIOC(PVGroup):
     """A closed-loop three-axis piezo stage (``{P}stage:``).
 
-    Positions are in the sample's frame (um); the simulated stage starts parked on a charging
-    dot of the shared sample.
+    Positions are in the sample's frame (um); the ``backend``
+    (:class:`~qd_bluesky.iocs.StageBackend`) moves the stage. The simulated stage starts parked
+    on a charging dot of the shared sample.
 
     PVs
     ---
@@ -62,12 +64,13 @@ class StageIOC(PVGroup):
     moving
         Number of axes in motion.
     status
-        State (long string).
+        State (long string). A fault of the controller stops the move, fails its put and is
+        written here with a MAJOR alarm, which the next move clears.
     """
 
-    def __init__(self, *args, sample: SimulatedSample, **kwargs) -> None:
+    def __init__(self, *args, backend: StageBackend, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.sample = sample
+        self.backend = backend
         self._stop_requested = False
         self._moving: set[str] = set()
 
@@ -87,12 +90,12 @@ class StageIOC(PVGroup):
     )
     stop = pvproperty(value=0, doc="put 1 to stop all axes")
     moving = pvproperty(value=0, read_only=True, doc="number of axes in motion")
-    status = text_pv("idle")
+    status = status_pv("idle")
 
     @x.startup
     async def x(self, instance, async_lib):
         # Park where the simulation put the stage (on a charging dot).
-        for axis, value in zip(AXES, self.sample.position_um, strict=True):
+        for axis, value in zip(AXES, self.backend.position_um, strict=True):
             await getattr(self, axis).write(value, verify_value=False)
             await getattr(self, f"{axis}_rbv").write(value)
 
@@ -122,8 +125,9 @@ class StageIOC(PVGroup):
             self._stop_requested = False
         self._moving.add(axis)
         await self.moving.write(len(self._moving))
+        await clear_alarm(self.status)
         await self.status.write(f"moving {axis} to {target:.4f} um")
-        start = self.sample.position_um[index]
+        start = self.backend.position_um[index]
         span = target - start
         speed = float(self.velocity.value)
         duration = abs(span) / speed
@@ -131,12 +135,17 @@ class StageIOC(PVGroup):
         try:
             while True:
                 if self._stop_requested:
-                    await self.status.write(f"stopped at {self.sample.position_um}")
-                    return self.sample.position_um[index]
+                    await self.status.write(f"stopped at {self.backend.position_um}")
+                    return self.backend.position_um[index]
                 fraction = 1.0 if duration == 0 else min(1.0, (time.monotonic() - t0) / duration)
-                position = list(self.sample.position_um)
+                position = list(self.backend.position_um)
                 position[index] = start + span * fraction
-                self.sample.set_position(*position)
+                try:
+                    self.backend.move_to(*position)
+                except BACKEND_FAULTS as exc:
+                    reason = f"moving {axis} failed: {exc}"
+                    await raise_alarm(self.status, f"fault: {reason}")
+                    raise RefusedError(reason, source=self.prefix) from None
                 await readback.write(position[index])
                 if fraction >= 1.0:
                     return target
@@ -144,5 +153,5 @@ class StageIOC(PVGroup):
         finally:
             self._moving.discard(axis)
             await self.moving.write(len(self._moving))
-            if not self._moving:
+            if not self._moving and self.status.alarm.severity == AlarmSeverity.NO_ALARM:
                 await self.status.write("idle")

@@ -20,11 +20,11 @@ import numpy as np
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from ._common import RefusedError, text_pv
+from ._common import BACKEND_FAULTS, RefusedError, clear_alarm, raise_alarm, status_pv, text_pv
 from ._laser import WAVELENGTH_M
 
 if TYPE_CHECKING:
-    from ._simulated import SimulatedSample
+    from ._backends import TcspcBackend
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,12 @@ class TcspcIOC(PVGroup):
     overflow
         1 when photons were lost to a FIFO overrun during the acquisition.
     error
-        Why the last request failed (empty when all is well).
+        Why the last request failed (empty when all is well). A fault of the card (it stopped
+        delivering photons) stops the acquisition, closes the file intact and is written here
+        with a MAJOR alarm, which the next acquisition clears.
+
+    The ``backend`` (:class:`~qd_bluesky.iocs.TcspcBackend`) delivers the photons and the bias
+    markers.
 
     The file holds ``/photon_data/timestamps``, ``nanotimes`` and ``detectors`` with their
     ``*_specs``, and ``/user/bias`` with bias markers: ``photon_index`` (the first photon
@@ -98,12 +103,13 @@ class TcspcIOC(PVGroup):
     def __init__(
         self,
         *args,
-        sample: SimulatedSample,
+        backend: TcspcBackend,
         data_dir: str | Path | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.sample = sample
+        self.backend = backend
+        self._rate_fault = False
         self._default_dir = str(Path(data_dir or ".").resolve())
         self._writer = None
         self._lock = asyncio.Lock()
@@ -137,19 +143,28 @@ class TcspcIOC(PVGroup):
         value=CHUNK_ROWS, read_only=True, doc="rows per HDF5 chunk of the photon datasets"
     )
     overflow = pvproperty(value=0, read_only=True, doc="photons lost to FIFO overrun")
-    error = text_pv("", doc="why the last request failed")
+    error = status_pv("", doc="why the last request failed")
+
+    @property
+    def sample(self) -> TcspcBackend:
+        """The backend, by its former name: the bias-marker lines still read it (merge)."""
+        return self.backend
 
     # -- requests -----------------------------------------------------------------------
 
     async def _refuse(self, reason: str) -> None:
         await self.error.write(reason)
-        raise RefusedError(reason)
+        raise RefusedError(reason, source=self.prefix)
 
     @data_dir.startup
     async def data_dir(self, instance, async_lib):
         if not self.data_dir.value:
             await self.data_dir.write(self._default_dir, verify_value=False)
-        await self.sync_rate.write(self.sample.rep_rate_hz)
+        await self.sync_rate.write(self.backend.rep_rate_hz)
+
+    @file_path.shutdown
+    async def file_path(self, instance, async_lib):
+        self.close()  # the open photon file stays intact whatever stops the server
 
     @mode.putter
     async def mode(self, instance, value):
@@ -161,7 +176,7 @@ class TcspcIOC(PVGroup):
     async def resolution(self, instance, value):
         if self._writer is not None:
             await self._refuse("cannot change resolution while acquiring")
-        base = self.sample.microtime_unit_s
+        base = self.backend.microtime_unit_s
         shift = round(np.log2(max(float(value), base) / base))
         if not 0 <= shift <= 15 or not np.isclose(
             base * 2**shift, float(value), rtol=1e-6, atol=0.0
@@ -185,8 +200,9 @@ class TcspcIOC(PVGroup):
     async def _start(self) -> None:
         if self._writer is not None:
             await self._refuse("already acquiring")
+        await clear_alarm(self.error)
         await self.error.write("")
-        if self.sample.interlock_open:
+        if self.backend.interlock_open:
             await self._refuse("laser interlock open: acquisition refused")
         from qd_bluesky.analysis import PhotonHdf5Writer
 
@@ -195,10 +211,14 @@ class TcspcIOC(PVGroup):
         path = directory / f"tcspc-{stamp}-{uuid.uuid4().hex[:8]}.h5"
         async with self._lock:
             # Photons detected before the start belong to the rate meter, not to the file.
-            before = self.sample.advance()
+            try:
+                before = self.backend.read_photons()
+            except BACKEND_FAULTS as exc:
+                await raise_alarm(self.error, f"the card failed: {exc}")
+                raise RefusedError(f"the card failed: {exc}", source=self.prefix) from None
             self._count(before)
-            rep = self.sample.rep_rate_hz
-            resolution = self.sample.microtime_unit_s * 2**self._shift
+            rep = self.backend.rep_rate_hz
+            resolution = self.backend.microtime_unit_s * 2**self._shift
             t3 = self.mode.value == "T3"
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -206,12 +226,9 @@ class TcspcIOC(PVGroup):
                     path,
                     macrotime_unit_s=1.0 / rep if t3 else resolution,
                     microtime_unit_s=resolution if t3 else None,
-                    microtime_bins=int(np.ceil(self.sample.microtime_bins / 2**self._shift)),
+                    microtime_bins=int(np.ceil(self.backend.microtime_bins / 2**self._shift)),
                     rep_rate_hz=rep,
-                    description=(
-                        f"qd-bluesky simulated TCSPC card, {self.mode.value} mode, "
-                        f"sample preset {self.sample.preset!r}, seed {self.sample.seed}"
-                    ),
+                    description=self.backend.describe(self.mode.value),
                     channels=2,
                     chunk_rows=CHUNK_ROWS,
                     excitation_wavelengths_m=[WAVELENGTH_M],
@@ -233,8 +250,7 @@ class TcspcIOC(PVGroup):
             self._t_start = before.t_stop_s
             duration = float(self.acquire_time.value)
             self._t_end = self._t_start + duration if duration > 0 else None
-            self.sample.acquiring = True
-            self.sample.drain_bias_log()
+            self.backend.start_acquisition()
             self._mark(
                 [0],
                 [before.sync_stop],
@@ -262,7 +278,7 @@ class TcspcIOC(PVGroup):
 
     def _finish(self) -> None:
         writer, self._writer = self._writer, None
-        self.sample.acquiring = False
+        self.backend.stop_acquisition()
         if writer is not None:
             writer.close()
 
@@ -274,25 +290,38 @@ class TcspcIOC(PVGroup):
 
     @count_rate0.scan(period=TICK_S)
     async def count_rate0(self, instance, async_lib):
+        await self.poll()
+
+    async def poll(self) -> None:
+        """One tick of the photon loop: photons to the file (or the rate meter), the meters.
+
+        A fault of the card is reported (:meth:`_fault`), never raised: the loop goes on.
+        """
         if self._t_end is not None and self._writer is not None:
             # End a timed acquisition on time, not up to a tick late.
-            remaining = self._t_end - self.sample.now()
+            remaining = self._t_end - self.backend.now()
             if 0 < remaining < TICK_S:
                 await asyncio.sleep(remaining)
         async with self._lock:
             if self._writer is None:
-                self._count(self.sample.advance())
+                try:
+                    self._count(self.backend.read_photons())
+                    self._rate_fault = False
+                except BACKEND_FAULTS as exc:
+                    if not self._rate_fault:  # one line per fault, not one per tick
+                        self._rate_fault = True
+                        await self._fault(exc)
             else:
                 try:
                     await self._take()
+                except BACKEND_FAULTS as exc:
+                    await self._fault(exc)
+                    return
                 except Exception as exc:  # noqa: BLE001 - report, close the file, keep serving
                     logger.exception("writing photons failed")
-                    self._finish()
-                    await self.error.write(f"write failed, acquisition stopped: {exc}")
-                    await self.acquiring.write(0)
-                    await self.acquire.write(0, verify_value=False)
+                    await self._abandon(f"write failed, acquisition stopped: {exc}")
                     return
-                if self._t_end is not None and self.sample.now() >= self._t_end:
+                if self._t_end is not None and self.backend.now() >= self._t_end:
                     self._finish()
                     await self.acquiring.write(0)
                     await self.acquire.write(0, verify_value=False)
@@ -304,7 +333,23 @@ class TcspcIOC(PVGroup):
             await self.count_rate0.write(float(rates[0]))
             await self.count_rate1.write(float(rates[1]))
             await self.rate_gate.write(self.rate_gate.value + 1)
-            await self.sync_rate.write(self.sample.rep_rate_hz)
+            await self.sync_rate.write(self.backend.rep_rate_hz)
+
+    async def _fault(self, exc: BaseException) -> None:
+        """The card failed: one log line, the alarm on ``error``; an acquisition stops."""
+        logger.warning("%s the card failed: %s", self.prefix, exc)
+        self._rate_fault = True  # the rate meter stays quiet until the card recovers
+        if self._writer is None:
+            await raise_alarm(self.error, f"the card failed: {exc}")
+        else:
+            await self._abandon(f"the card failed, acquisition stopped: {exc}", alarm=True)
+
+    async def _abandon(self, reason: str, *, alarm: bool = False) -> None:
+        """Close the photon file as it is (intact) and say why the acquisition stopped."""
+        self._finish()
+        await (raise_alarm(self.error, reason) if alarm else self.error.write(reason))
+        await self.acquiring.write(0)
+        await self.acquire.write(0, verify_value=False)
 
     def _count(self, chunk) -> None:
         self._rate_counts += np.bincount(chunk.channel, minlength=2)[:2]
@@ -315,10 +360,10 @@ class TcspcIOC(PVGroup):
         A timed acquisition keeps only the photons of laser pulses before its end time, so the
         file spans ``acquire_time`` exactly, whenever the last tick comes.
         """
-        chunk = self.sample.advance()
+        chunk = self.backend.read_photons()
         self._count(chunk)
         macrotime, microtime, channel = chunk.macrotime, chunk.microtime, chunk.channel
-        events = self.sample.drain_bias_log()
+        events = self.backend.drain_bias_log()
         t_stop, sync_stop = chunk.t_stop_s, chunk.sync_stop
         if self._t_end is not None and t_stop > self._t_end:
             t_stop = self._t_end

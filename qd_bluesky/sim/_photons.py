@@ -16,6 +16,8 @@ does not change the photons. Dead time is applied afterwards on the time-ordered
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 from numpy.typing import NDArray
@@ -61,39 +63,97 @@ def skip_tables(probs: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArra
     return log1m_q, np.ascontiguousarray(cum)
 
 
+class StateTables(NamedTuple):
+    """Per charge state of one source, what the generator draws from (arrays of ``n_states``).
+
+    Attributes
+    ----------
+    log1m_q
+        ``log(1 - P(something detected))`` per pulse (see :func:`skip_tables`).
+    cum
+        ``(n_states, 3)`` cumulative outcome thresholds (see :func:`skip_tables`).
+    tau_bins, tau_xx_bins
+        Exciton and biexciton lifetimes in microtime bins.
+    charge
+        The ground-truth charge label written with each photon (int8).
+    """
+
+    log1m_q: NDArray[np.float64]
+    cum: NDArray[np.float64]
+    tau_bins: NDArray[np.float64]
+    tau_xx_bins: NDArray[np.float64]
+    charge: NDArray[np.int8]
+
+
+class DetectionBins(NamedTuple):
+    """The detection path in microtime bins: splitter, IRF, laser period and card window.
+
+    Attributes
+    ----------
+    split
+        Probability of going to channel 0 at the beam splitter.
+    irf_sigma_bins, offset_bins
+        IRF standard deviation and IRF centre after the sync.
+    period_bins
+        Laser period.
+    micro_range
+        Number of microtime bins the card records.
+    normal_table
+        :data:`NORMAL_TABLE` (the IRF's Gaussian draws).
+    """
+
+    split: float
+    irf_sigma_bins: float
+    offset_bins: float
+    period_bins: float
+    micro_range: int
+    normal_table: NDArray[np.float64]
+
+
+class PhotonColumns(NamedTuple):
+    """Output columns the generator fills (preallocated, one row per photon).
+
+    Attributes
+    ----------
+    macro, micro
+        Laser pulse (sync count) and microtime bin (int64 both: the sort packs them later).
+    channel
+        APD (uint8).
+    charge
+        Ground-truth charge state of the emitter (int8).
+    """
+
+    macro: NDArray[np.int64]
+    micro: NDArray[np.int64]
+    channel: NDArray[np.uint8]
+    charge: NDArray[np.int8]
+
+
 @numba.njit(cache=True, inline="always")
 def _record(
     delay_bins: float,
     pulse: int,
     state_charge: np.int8,
     rng: NDArray[np.uint64],
-    split: float,
-    irf_sigma_bins: float,
-    offset_bins: float,
-    period_bins: float,
-    micro_range: int,
-    normal_table: NDArray[np.float64],
-    out_macro: NDArray[np.int64],
-    out_micro: NDArray[np.int64],
-    out_channel: NDArray[np.uint8],
-    out_charge: NDArray[np.int8],
+    det: DetectionBins,
+    out: PhotonColumns,
     n_out: int,
 ) -> int:
     """Detect one photon emitted ``delay_bins`` after ``pulse``: splitter, IRF, wrap, window."""
-    ch = 0 if next_double(rng) < split else 1
-    t = offset_bins + delay_bins
-    if irf_sigma_bins > 0.0:
-        t += irf_sigma_bins * _fast_normal(rng, normal_table)
+    ch = 0 if next_double(rng) < det.split else 1
+    t = det.offset_bins + delay_bins
+    if det.irf_sigma_bins > 0.0:
+        t += det.irf_sigma_bins * _fast_normal(rng, det.normal_table)
     if t < 0.0:
         t = 0.0
-    k = int(t / period_bins)  # whole periods: the photon lands k pulses later
-    micro = int(t - k * period_bins)
-    if micro >= micro_range:  # beyond the card's window (periods longer than its range)
+    k = int(t / det.period_bins)  # whole periods: the photon lands k pulses later
+    micro = int(t - k * det.period_bins)
+    if micro >= det.micro_range:  # beyond the card's window (periods longer than its range)
         return n_out
-    out_macro[n_out] = pulse + k
-    out_micro[n_out] = micro
-    out_channel[n_out] = ch
-    out_charge[n_out] = state_charge
+    out.macro[n_out] = pulse + k
+    out.micro[n_out] = micro
+    out.channel[n_out] = ch
+    out.charge[n_out] = state_charge
     return n_out + 1
 
 
@@ -105,22 +165,10 @@ def generate(
     seg_start: NDArray[np.int64],
     seg_stop: NDArray[np.int64],
     seg_state: NDArray[np.int64],
-    log1m_q: NDArray[np.float64],
-    cum: NDArray[np.float64],
-    tau_bins: NDArray[np.float64],
-    tau_xx_bins: NDArray[np.float64],
-    charge: NDArray[np.int8],
-    split: float,
-    irf_sigma_bins: float,
-    offset_bins: float,
-    period_bins: float,
-    micro_range: int,
-    out_macro: NDArray[np.int64],
-    out_micro: NDArray[np.int64],
-    out_channel: NDArray[np.uint8],
-    out_charge: NDArray[np.int8],
+    tables: StateTables,
+    det: DetectionBins,
+    out: PhotonColumns,
     n_out: int,
-    normal_table: NDArray[np.float64],
 ) -> int:
     """Append the photons of pulses in the segments ``[seg_start, seg_stop)`` to the outputs.
 
@@ -134,22 +182,16 @@ def generate(
         segment, or -1 when the last segment is empty.
     kind
         :data:`KIND_DOT` (per-state outcome tables), :data:`KIND_PULSED` (one photon with the
-        decay of ``tau_bins[state]``) or :data:`KIND_DARK` (uniform over the period).
+        decay of ``tables.tau_bins[state]``) or :data:`KIND_DARK` (uniform over the period).
     seg_start, seg_stop, seg_state
         Consecutive pulse ranges with a constant state; a new segment means new odds, so the
         skip is drawn afresh at its start (exact for a memoryless geometric skip).
-    log1m_q, cum, tau_bins, tau_xx_bins, charge
-        Per state: ``log(1 - P(detect))``, outcome thresholds, exciton and biexciton lifetimes in
-        microtime bins, ground-truth charge label.
-    split
-        Probability of going to channel 0 at the beam splitter.
-    irf_sigma_bins, offset_bins, period_bins, micro_range
-        IRF standard deviation, IRF centre after the sync, laser period, and the number of
-        microtime bins the card records.
-    out_macro, out_micro, out_channel, out_charge, n_out
+    tables
+        The source's per-state tables.
+    det
+        The detection path in microtime bins.
+    out, n_out
         Output columns and the photons already in them.
-    normal_table
-        :data:`NORMAL_TABLE`.
 
     Returns
     -------
@@ -157,7 +199,8 @@ def generate(
         New number of photons in the outputs, or -1 when they are full (the caller restores
         ``rng`` and ``pending`` and calls again with larger arrays).
     """
-    cap = len(out_macro)
+    log1m_q, cum, charge = tables.log1m_q, tables.cum, tables.charge
+    cap = len(out.macro)
     nxt = pending[0]
     for i in range(len(seg_start)):
         a = seg_start[i]
@@ -172,33 +215,17 @@ def generate(
             if n_out + 2 > cap:
                 return -1
             if kind == KIND_DARK:
-                micro = int(next_double(rng) * period_bins)
-                ch = 0 if next_double(rng) < split else 1
-                if micro < micro_range:
-                    out_macro[n_out] = nxt
-                    out_micro[n_out] = micro
-                    out_channel[n_out] = ch
-                    out_charge[n_out] = charge[s]
+                micro = int(next_double(rng) * det.period_bins)
+                ch = 0 if next_double(rng) < det.split else 1
+                if micro < det.micro_range:
+                    out.macro[n_out] = nxt
+                    out.micro[n_out] = micro
+                    out.channel[n_out] = ch
+                    out.charge[n_out] = charge[s]
                     n_out += 1
             elif kind == KIND_PULSED:
-                delay = tau_bins[s] * next_exponential(rng)
-                n_out = _record(
-                    delay,
-                    nxt,
-                    charge[s],
-                    rng,
-                    split,
-                    irf_sigma_bins,
-                    offset_bins,
-                    period_bins,
-                    micro_range,
-                    normal_table,
-                    out_macro,
-                    out_micro,
-                    out_channel,
-                    out_charge,
-                    n_out,
-                )
+                delay = tables.tau_bins[s] * next_exponential(rng)
+                n_out = _record(delay, nxt, charge[s], rng, det, out, n_out)
             else:
                 u = next_double(rng)
                 # 0: single exciton; 1: biexciton, exciton photon only; 2: cascade photon only;
@@ -207,46 +234,14 @@ def generate(
                     t_xx = 0.0
                     cascade, exciton = False, True
                 else:
-                    t_xx = tau_xx_bins[s] * next_exponential(rng)
+                    t_xx = tables.tau_xx_bins[s] * next_exponential(rng)
                     cascade = u >= cum[s, 1]
                     exciton = u < cum[s, 1] or u >= cum[s, 2]
                 if cascade:
-                    n_out = _record(
-                        t_xx,
-                        nxt,
-                        charge[s],
-                        rng,
-                        split,
-                        irf_sigma_bins,
-                        offset_bins,
-                        period_bins,
-                        micro_range,
-                        normal_table,
-                        out_macro,
-                        out_micro,
-                        out_channel,
-                        out_charge,
-                        n_out,
-                    )
+                    n_out = _record(t_xx, nxt, charge[s], rng, det, out, n_out)
                 if exciton:
-                    delay = t_xx + tau_bins[s] * next_exponential(rng)
-                    n_out = _record(
-                        delay,
-                        nxt,
-                        charge[s],
-                        rng,
-                        split,
-                        irf_sigma_bins,
-                        offset_bins,
-                        period_bins,
-                        micro_range,
-                        normal_table,
-                        out_macro,
-                        out_micro,
-                        out_channel,
-                        out_charge,
-                        n_out,
-                    )
+                    delay = t_xx + tables.tau_bins[s] * next_exponential(rng)
+                    n_out = _record(delay, nxt, charge[s], rng, det, out, n_out)
             nxt = nxt + 1 + next_geometric(rng, log1m_q[s])
     pending[0] = nxt
     return n_out

@@ -35,6 +35,9 @@ from ._photons import (
     KIND_DOT,
     KIND_PULSED,
     NORMAL_TABLE,
+    DetectionBins,
+    PhotonColumns,
+    StateTables,
     gather_with_dead_time,
     generate,
     skip_tables,
@@ -557,11 +560,13 @@ class PhotonEngine:
         unit = det.microtime_unit_s
         period_bins = 1.0 / (f * unit)
         micro_range = self._micro_range(f)
-        common = (
-            det.irf_fwhm_s / (2.0 * math.sqrt(2.0 * math.log(2.0))) / unit,
-            det.irf_offset_s / unit,
-            period_bins,
-            micro_range,
+        bins = DetectionBins(
+            split=float(det.splitter),
+            irf_sigma_bins=det.irf_fwhm_s / (2.0 * math.sqrt(2.0 * math.log(2.0))) / unit,
+            offset_bins=det.irf_offset_s / unit,
+            period_bins=period_bins,
+            micro_range=micro_range,
+            normal_table=NORMAL_TABLE,
         )
         damage_before = self.cell.damage
         for dot in self._dots:
@@ -591,8 +596,7 @@ class PhotonEngine:
                 bounds[1:],
                 seg_state,
                 tables,
-                det.splitter,
-                common,
+                bins,
                 dot.index,
             )
         # Background (laser-excited ITO/solvent) and dark counts: one-state sources.
@@ -605,8 +609,7 @@ class PhotonEngine:
             KIND_PULSED,
             *seg,
             bg_tables,
-            det.splitter,
-            common,
+            bins,
             _SRC_BACKGROUND,
         )
         dark_tables = _one_state_tables(2.0 * det.dark_cps / f, 0.0)
@@ -616,8 +619,7 @@ class PhotonEngine:
             KIND_DARK,
             *seg,
             dark_tables,
-            0.5,
-            common,
+            bins._replace(split=0.5),  # dark counts ignore the splitter
             _SRC_DARK,
         )
         if bias < ITO_DAMAGE_BIAS_V:
@@ -649,11 +651,9 @@ class PhotonEngine:
         probs = emission_probabilities(dot.table, x, eff)
         log1m_q, cum = skip_tables(probs)
         return (
-            log1m_q,
-            cum,
-            dot.table.tau_s / unit,
-            dot.table.tau_xx_s / unit,
-            dot.table.charge,
+            StateTables(
+                log1m_q, cum, dot.table.tau_s / unit, dot.table.tau_xx_s / unit, dot.table.charge
+            ),
             float(detected_photons_per_pulse(probs).max()),
         )
 
@@ -665,13 +665,15 @@ class PhotonEngine:
         seg_start: NDArray[np.int64],
         seg_stop: NDArray[np.int64],
         seg_state: NDArray[np.int64],
-        tables: tuple,
-        split: float,
-        common: tuple,
+        tables: tuple[StateTables, float],
+        bins: DetectionBins,
         src: int,
     ) -> None:
-        """Append one source's photons to the chunk buffer (growing it when needed)."""
-        log1m_q, cum, tau, tau_xx, charge, per_pulse = tables
+        """Append one source's photons to the chunk buffer (growing it when needed).
+
+        ``tables`` is the source's :class:`StateTables` and its most photons per pulse.
+        """
+        state_tables, per_pulse = tables
         n_pulses = int(seg_stop[-1] - seg_start[0]) if len(seg_start) else 0
         mean = n_pulses * per_pulse
         extra = int(mean * 1.02 + 8.0 * math.sqrt(mean) + 64)
@@ -679,26 +681,9 @@ class PhotonEngine:
         while True:
             buf.reserve(extra)
             saved_rng, saved_pending = rng.copy(), pending.copy()
+            out = PhotonColumns(buf.macro, buf.micro, buf.chan, buf.charge)
             n = generate(
-                rng,
-                pending,
-                kind,
-                seg_start,
-                seg_stop,
-                seg_state,
-                log1m_q,
-                cum,
-                tau,
-                tau_xx,
-                charge,
-                split,
-                *common,
-                buf.macro,
-                buf.micro,
-                buf.chan,
-                buf.charge,
-                buf.n,
-                NORMAL_TABLE,
+                rng, pending, kind, seg_start, seg_stop, seg_state, state_tables, bins, out, buf.n
             )
             if n >= 0:
                 break
@@ -780,16 +765,16 @@ def _rate_matrix(p: DotParameters, bias_v: float, x: float, damage: float) -> ND
     return rate_matrix(p, bias_v, x, damage=damage)
 
 
-def _one_state_tables(p: float, tau_bins: float) -> tuple:
+def _one_state_tables(p: float, tau_bins: float) -> tuple[StateTables, float]:
     p = min(max(p, 0.0), 1.0 - 1e-12)
-    return (
+    tables = StateTables(
         np.array([math.log1p(-p)]),
         np.ones((1, 3)),
         np.array([tau_bins]),
         np.zeros(1),
         np.array([NO_DOT_STATE], dtype=np.int8),
-        p,
     )
+    return tables, p
 
 
 class SingleDot(PhotonEngine):

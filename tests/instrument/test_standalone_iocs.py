@@ -33,7 +33,7 @@ MODULES = {
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_ioc_runs_alone(module, tmp_path, free_port):
     group, infix, pv, value = MODULES[module]
-    count = len(group(prefix="x:", sample=None).pvdb)  # the PVs the group declares
+    count = len(group(prefix="x:", backend=None).pvdb)  # the PVs the group declares
     prefix = f"qds{uuid.uuid4().hex[:8]}:"
     port = free_port()
     env = {**os.environ, **loopback_environment(port)}

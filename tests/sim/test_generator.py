@@ -19,7 +19,14 @@ from qd_bluesky.sim import (
     concatenate_chunks,
     steady_state,
 )
-from qd_bluesky.sim._photons import KIND_PULSED, NORMAL_TABLE, generate
+from qd_bluesky.sim._photons import (
+    KIND_PULSED,
+    NORMAL_TABLE,
+    DetectionBins,
+    PhotonColumns,
+    StateTables,
+    generate,
+)
 from qd_bluesky.sim._predict import expected_decay_histogram
 from qd_bluesky.sim._rng import new_stream
 
@@ -186,11 +193,13 @@ def test_wrapped_photons_get_later_macrotimes() -> None:
     pending = np.array([-1], dtype=np.int64)
     out = [np.empty(n + 8, dtype=np.int64), np.empty(n + 8, dtype=np.int64)]
     chan, charge = np.empty(n + 8, dtype=np.uint8), np.empty(n + 8, dtype=np.int8)
+    tables = StateTables(
+        np.array([-60.0]), np.ones((1, 3)), np.array([40000.0]), np.zeros(1), np.zeros(1, np.int8)
+    )
+    bins = DetectionBins(0.5, 0.0, 120.0, 16000.0, 16000, NORMAL_TABLE)
     got = generate(
         rng, pending, KIND_PULSED, np.array([1000]), np.array([1000 + n]), np.zeros(1, np.int64),
-        np.array([-60.0]), np.ones((1, 3)), np.array([40000.0]), np.zeros(1),
-        np.zeros(1, np.int8), 0.5, 0.0, 120.0, 16000.0, 16000, *out, chan, charge, 0,
-        NORMAL_TABLE,
+        tables, bins, PhotonColumns(*out, chan, charge), 0,
     )  # fmt: skip
     assert got == n
     k = out[0][:n] - (1000 + np.arange(n))

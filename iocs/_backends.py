@@ -1,0 +1,221 @@
+"""What each IOC needs from its instrument: one small backend protocol per instrument.
+
+A PVGroup holds a backend and talks to the hardware only through it. The simulated sample
+implements these protocols (:mod:`._sim_backends`), :class:`~._faults.FaultInjectingBackend`
+wraps any of them to make an operation fail, and a real driver (a potentiostat over a serial
+line, a PicoQuant card) implements them the same way. Nothing here knows caproto: values are
+plain floats, tuples and numpy arrays, and the methods are synchronous (each returns quickly;
+a driver that must wait does so with a timeout and raises :class:`BackendFault`).
+
+A backend reports a failed operation by raising :class:`BackendFault` (or ``OSError``, e.g. a
+closed serial port or a timeout); the IOC turns it into a failed put, an alarm on its status PV
+and one log line, and keeps serving.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class BackendFault(RuntimeError):
+    """The instrument failed an operation (e.g. a compliance trip); the message is one line."""
+
+
+class PotentiostatBackend(Protocol):
+    """A potentiostat: it applies a bias to the cell and measures the cell current.
+
+    The safe window is the IOC's policy (its ``bias_*_limit`` PVs); the backend only states the
+    range it can apply at all.
+    """
+
+    @property
+    def hardware_range_v(self) -> tuple[float, float]:
+        """Lowest and highest bias (V) the instrument can apply."""
+        ...
+
+    @property
+    def bias_v(self) -> float:
+        """Bias (V) applied now."""
+        ...
+
+    @property
+    def current_a(self) -> float:
+        """Cell current (A) measured by the last :meth:`apply_bias` or :meth:`read_current`."""
+        ...
+
+    def apply_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> None:
+        """Apply ``bias_v`` now and measure the current (one step of a ramp, or a static bias).
+
+        Parameters
+        ----------
+        bias_v
+            Bias (V) against the reference electrode.
+        dbias_dt_v_per_s
+            Sweep rate at this step (V/s), 0 for a static bias: the charging current of the
+            double layer follows it.
+
+        Raises
+        ------
+        BackendFault
+            The instrument refused or failed (e.g. it tripped on its current compliance).
+        """
+        ...
+
+    def read_current(self) -> float:
+        """A fresh reading of the cell current (A) at the applied bias.
+
+        Raises
+        ------
+        BackendFault
+            The instrument failed to measure.
+        """
+        ...
+
+
+class LaserBackend(Protocol):
+    """A pulsed laser behind a safety interlock."""
+
+    @property
+    def rep_rate_locked(self) -> bool:
+        """True while a change of repetition rate would spoil a measurement (the TCSPC card
+        acquires with the present rate as its sync)."""
+        ...
+
+    def set_output(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
+        """Set emission, average power at the sample (W) and repetition rate (Hz) now.
+
+        Emission stays off while the interlock is open, whatever is asked.
+
+        Raises
+        ------
+        BackendFault
+            The laser driver refused or failed.
+        """
+        ...
+
+    def set_interlock(self, is_open: bool) -> None:
+        """Open (emission forced off) or close the interlock (an input on a real laser).
+
+        Raises
+        ------
+        BackendFault
+            The laser driver failed.
+        """
+        ...
+
+
+class StageBackend(Protocol):
+    """A closed-loop three-axis stage (positions in um, in the sample's frame)."""
+
+    @property
+    def position_um(self) -> tuple[float, float, float]:
+        """Where the stage is: (x, y, z) in um."""
+        ...
+
+    def move_to(self, x_um: float, y_um: float, z_um: float) -> None:
+        """Put the stage at (x, y, z) now (the IOC calls it along its trajectory).
+
+        Raises
+        ------
+        BackendFault
+            The controller refused or failed (e.g. a following error).
+        """
+        ...
+
+
+class PhotonBlock(Protocol):
+    """Photons detected in ``[t_start_s, t_stop_s)``: T3 records of one read-out."""
+
+    macrotime: NDArray[np.int64]
+    """Laser sync count of each photon, sorted."""
+    microtime: NDArray[np.uint16]
+    """Delay after the sync, in bins of :attr:`microtime_unit_s`."""
+    channel: NDArray[np.uint8]
+    """Detector channel of each photon."""
+    t_start_s: float
+    """Start of the block on the backend's clock (:meth:`TcspcBackend.now`)."""
+    t_stop_s: float
+    """End of the block on the same clock."""
+    sync_start: int
+    """First laser pulse of the block."""
+    sync_stop: int
+    """First laser pulse after the block."""
+    rep_rate_hz: float
+    """Laser repetition rate during the block."""
+    microtime_unit_s: float
+    """Width of a microtime bin (s)."""
+
+
+class TcspcBackend(Protocol):
+    """A TCSPC card that time-tags photons, and the bias markers it records beside them.
+
+    The photons flow all the time (the rate meters count them); the IOC writes those of an
+    acquisition to its file. The bias markers come from the potentiostat the card is wired to.
+    """
+
+    @property
+    def rep_rate_hz(self) -> float:
+        """Laser sync rate (Hz) the card sees."""
+        ...
+
+    @property
+    def microtime_unit_s(self) -> float:
+        """The card's finest microtime bin (s)."""
+        ...
+
+    @property
+    def microtime_bins(self) -> int:
+        """Number of finest microtime bins per laser period the card records."""
+        ...
+
+    @property
+    def interlock_open(self) -> bool:
+        """True while the laser interlock is open (acquisitions are refused)."""
+        ...
+
+    @property
+    def bias_v(self) -> float:
+        """Bias (V) the potentiostat applies now."""
+        ...
+
+    @property
+    def current_a(self) -> float:
+        """Cell current (A) of the potentiostat's last reading."""
+        ...
+
+    def describe(self, mode: str) -> str:
+        """The photon file's description: the card in ``mode`` (T2/T3) and what it looks at."""
+        ...
+
+    def now(self) -> float:
+        """Seconds on the card's clock (that of :attr:`PhotonBlock.t_start_s`), monotonic."""
+        ...
+
+    def read_photons(self) -> PhotonBlock:
+        """The photons detected since the previous call, up to now.
+
+        Raises
+        ------
+        BackendFault
+            The card stopped delivering photons (FIFO read failed, card lost).
+        """
+        ...
+
+    def start_acquisition(self) -> None:
+        """Mark the start of an acquisition: bias changes are logged from now on."""
+        ...
+
+    def stop_acquisition(self) -> None:
+        """Mark its end: bias changes are no longer logged."""
+        ...
+
+    def drain_bias_log(self) -> list[tuple[float, float, float]]:
+        """(time, bias V, current A) of every bias change since the last call."""
+        ...
+
+    def read_current(self) -> float:
+        """A fresh reading of the cell current (A), for a marker."""
+        ...
