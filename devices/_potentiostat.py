@@ -162,19 +162,32 @@ class Potentiostat(GuardedPositioner):
     @property
     def limits(self) -> tuple[float, float]:
         """The safe window (V): the IOC's limits, narrowed by the client-side window."""
-        low, high = self._client_window
         if self.bias_low_limit.connected and self.bias_high_limit.connected:
-            low = max(low, float(self.bias_low_limit.get()))
-            high = min(high, float(self.bias_high_limit.get()))
+            return self.window((self.bias_low_limit.get(), self.bias_high_limit.get()))
+        return self.window()
+
+    def window(self, ioc_limits: tuple[float, float] | None = None) -> tuple[float, float]:
+        """The client-side safe window (V), narrowed by the IOC's ``(low, high)`` if given.
+
+        Reads nothing: plans read the IOC's limits with ``bps.rd`` and pass them here.
+        """
+        low, high = self._client_window
+        if ioc_limits is not None:
+            low, high = max(low, float(ioc_limits[0])), min(high, float(ioc_limits[1]))
         return (low, high)
 
-    def check_value(self, value: float, *, what: str = "bias") -> None:
-        """Raise :class:`UnsafeBiasError` if ``value`` is outside the safe window."""
+    def check_value(
+        self, value: float, *, what: str = "bias", limits: tuple[float, float] | None = None
+    ) -> None:
+        """Raise :class:`UnsafeBiasError` if ``value`` is outside the safe window.
+
+        ``limits``: the window to check against (default :attr:`limits`, read from the IOC).
+        """
         try:
             value = float(value)
         except (TypeError, ValueError):
             raise UnsafeBiasError(f"{self.name}: {what} must be a number, not {value!r}") from None
-        low, high = self.limits
+        low, high = self.limits if limits is None else limits
         if not (math.isfinite(value) and low <= value <= high):
             raise UnsafeBiasError(
                 f"{self.name}: {what} {value:+.3f} V is outside the safe window "

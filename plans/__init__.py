@@ -1,7 +1,9 @@
 """Bluesky plans of the single-dot experiment, and their plan stubs.
 
-Plans open one run each and validate all their arguments when first iterated, before any
-message that moves hardware::
+Plans open one run each. They check their plain arguments when called, before a generator
+exists, and read device state (the IOC's bias limits, the card's mode, the bias to return to)
+only through messages (``bps.rd``), so their messages can be listed without an IOC
+(``bluesky.simulators.RunEngineSimulator``) and suspenders see every read::
 
     from qd_bluesky.plans import bias_steps, cv_scan
 

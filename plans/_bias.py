@@ -6,11 +6,12 @@ from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import CustomPlanMetadata, MsgGenerator
 
 from . import _validate as check
-from ._md import qd_block, start_md
+from ._md import qd_block, read_photon_mode, start_md
 from ._run import photon_run
 from ._stubs import acquire_photons, mark_segment, restoring_bias, set_bias
 
 
+@check.checks_at_call
 def bias_steps(
     tcspc: Flyable,
     potentiostat: Movable,
@@ -61,10 +62,11 @@ def bias_steps(
     Raises
     ------
     UnsafeBiasError
-        A bias outside the safe window, before anything moves.
+        A bias outside the client-side safe window, at the call; outside the IOC's limits
+        (read first in the plan), before the run opens and anything moves.
     ValueError
-        Bad arguments (empty ``biases``, ``dwell`` or ``collect_period`` <= 0, ...), before
-        anything moves.
+        Bad arguments (empty ``biases``, ``dwell`` or ``collect_period`` <= 0, ...), at the
+        call.
     """
     plan = "bias_steps"
     check.photon_card(tcspc, plan)
@@ -74,24 +76,14 @@ def bias_steps(
     collect_period = check.positive(collect_period, "collect_period", plan, "s")
     extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
     user_md = check.metadata(md, plan)
-
-    _md = start_md(
-        plan,
-        {
-            "tcspc": repr(tcspc),
-            "potentiostat": repr(potentiostat),
-            "biases": setpoints,
-            "dwell": dwell,
-            "readables": list(map(repr, extra)),
-            "collect_period": collect_period,
-        },
-        detectors=[tcspc, *extra],
-        motors=[potentiostat],
-        num_points=len(setpoints),
-        user_md=user_md,
-        hints={"dimensions": [[[potentiostat.readback.name], "primary"]]},
-        qd=qd_block(tcspc, potentiostat, segments="steps", bias_setpoints=setpoints),
-    )
+    plan_args = {
+        "tcspc": repr(tcspc),
+        "potentiostat": repr(potentiostat),
+        "biases": setpoints,
+        "dwell": dwell,
+        "readables": list(map(repr, extra)),
+        "collect_period": collect_period,
+    }
 
     def steps() -> MsgGenerator[None]:
         for bias in setpoints:
@@ -99,4 +91,20 @@ def bias_steps(
             yield from mark_segment(tcspc, potentiostat, extra)
             yield from acquire_photons(tcspc, dwell, collect_period)
 
-    return (yield from restoring_bias(potentiostat, photon_run(tcspc, steps(), _md)))
+    def run() -> MsgGenerator[str]:
+        named = [(f"biases[{i}]", bias) for i, bias in enumerate(setpoints)]
+        yield from check.bias_window(potentiostat, named, plan)
+        mode = yield from read_photon_mode(tcspc)
+        _md = start_md(
+            plan,
+            plan_args,
+            detectors=[tcspc, *extra],
+            motors=[potentiostat],
+            num_points=len(setpoints),
+            user_md=user_md,
+            hints={"dimensions": [[[potentiostat.readback.name], "primary"]]},
+            qd=qd_block(tcspc, potentiostat, segments="steps", bias_setpoints=setpoints, mode=mode),
+        )
+        return (yield from restoring_bias(potentiostat, photon_run(tcspc, steps(), _md)))
+
+    return run()

@@ -3,11 +3,12 @@
 from collections.abc import Sequence
 from typing import Any
 
+import bluesky.preprocessors as bpp
 from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import CustomPlanMetadata, FailedStatus, MsgGenerator, short_uid
 
 from . import _validate as check
-from ._md import qd_block, start_md
+from ._md import qd_block, read_photon_mode, start_md
 from ._run import photon_run
 from ._stubs import (
     collect_until_done,
@@ -43,16 +44,16 @@ def _sweep(
     """Run the IOC's waveform, collecting photons until it is over; stop it if interrupted."""
     group = short_uid("cv")
     status = yield from run_cv(potentiostat, *waveform, group=group, wait=False)
-    try:
-        yield from collect_until_done(tcspc, group, collect_period)
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
+
+    def stop(exc: Exception) -> MsgGenerator[None]:
         # Without the stop the IOC would go on sweeping the bias after the run. If the scan's
         # own failure is what arrived here, there is no second failure left to absorb.
         own = isinstance(exc, FailedStatus) and bool(exc.args) and exc.args[0] is status
         yield from quietly(stop_cv(potentiostat, None if own else status), "stopping the CV scan")
-        raise
+
+    yield from bpp.contingency_wrapper(
+        collect_until_done(tcspc, group, collect_period), except_plan=stop
+    )
 
 
 def _cv_md(
@@ -66,6 +67,7 @@ def _cv_md(
     user_md: dict[str, Any],
     *,
     num_points: int,
+    mode: str | None,
 ) -> dict[str, Any]:
     start, vertex, end, rate, cycles = waveform
     sweep_s = cycles * (abs(vertex - start) + abs(end - vertex)) / rate
@@ -86,11 +88,12 @@ def _cv_md(
         detectors=[tcspc, *extra],
         num_points=num_points,
         user_md=user_md,
-        qd=qd_block(tcspc, potentiostat, segments="continuous"),
+        qd=qd_block(tcspc, potentiostat, segments="continuous", mode=mode),
         sweep_duration_s=sweep_s,
     )
 
 
+@check.checks_at_call
 def cv_scan(
     tcspc: Flyable,
     potentiostat: Movable,
@@ -151,25 +154,25 @@ def cv_scan(
     Raises
     ------
     UnsafeBiasError
-        A waveform bias outside the safe window, before anything moves.
+        A waveform bias outside the client-side safe window, at the call; outside the IOC's
+        limits (read first in the plan), before the run opens and anything moves.
     ValueError
-        Non-positive ``rate``, ``cycles`` < 1, an empty waveform, ..., before anything moves.
+        Non-positive ``rate``, ``cycles`` < 1, an empty waveform, ..., at the call.
     """
-    return (
-        yield from _cv_plan(
-            "cv_scan",
-            tcspc,
-            potentiostat,
-            (start, vertex, end, rate, cycles),
-            readables,
-            collect_period,
-            monitor_bias,
-            md,
-            marker_per_cycle=False,
-        )
+    return _cv_plan(
+        "cv_scan",
+        tcspc,
+        potentiostat,
+        (start, vertex, end, rate, cycles),
+        readables,
+        collect_period,
+        monitor_bias,
+        md,
+        marker_per_cycle=False,
     )
 
 
+@check.checks_at_call
 def bias_cycling(
     tcspc: Flyable,
     potentiostat: Movable,
@@ -226,20 +229,18 @@ def bias_cycling(
     Raises
     ------
     UnsafeBiasError, ValueError
-        As :func:`cv_scan`, before anything moves.
+        As :func:`cv_scan`.
     """
-    return (
-        yield from _cv_plan(
-            "bias_cycling",
-            tcspc,
-            potentiostat,
-            (start, vertex, end, rate, cycles),
-            readables,
-            collect_period,
-            monitor_bias,
-            md,
-            marker_per_cycle=True,
-        )
+    return _cv_plan(
+        "bias_cycling",
+        tcspc,
+        potentiostat,
+        (start, vertex, end, rate, cycles),
+        readables,
+        collect_period,
+        monitor_bias,
+        md,
+        marker_per_cycle=True,
     )
 
 
@@ -255,7 +256,7 @@ def _cv_plan(
     *,
     marker_per_cycle: bool,
 ) -> MsgGenerator[str]:
-    """The run of :func:`cv_scan` and :func:`bias_cycling`: checks first, then the sweeps.
+    """The run of :func:`cv_scan` and :func:`bias_cycling`: checks now, the sweeps later.
 
     One marker before the whole waveform, or (``marker_per_cycle``) one before each cycle,
     the IOC then sweeping that cycle alone.
@@ -265,18 +266,8 @@ def _cv_plan(
     waveform = _check_waveform(potentiostat, *sweep, plan)
     collect_period = check.positive(collect_period, "collect_period", plan, "s")
     extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
+    user_md = check.metadata(md, plan)
     n_cycles = waveform[4]
-    _md = _cv_md(
-        plan,
-        tcspc,
-        potentiostat,
-        waveform,
-        extra,
-        collect_period,
-        bool(monitor_bias),
-        check.metadata(md, plan),
-        num_points=n_cycles if marker_per_cycle else 1,
-    )
     segments = [(*waveform[:4], 1)] * n_cycles if marker_per_cycle else [waveform]
 
     def sweeps() -> MsgGenerator[None]:
@@ -285,7 +276,24 @@ def _cv_plan(
             yield from mark_segment(tcspc, potentiostat, extra)
             yield from _sweep(tcspc, potentiostat, segment, collect_period)
 
-    monitors = (potentiostat.readback, potentiostat.current) if monitor_bias else ()
-    return (
-        yield from restoring_bias(potentiostat, photon_run(tcspc, sweeps(), _md, monitors=monitors))
-    )
+    def run() -> MsgGenerator[str]:
+        named = [("start", waveform[0]), ("vertex", waveform[1]), ("end", waveform[2])]
+        yield from check.bias_window(potentiostat, named, plan)
+        mode = yield from read_photon_mode(tcspc)
+        _md = _cv_md(
+            plan,
+            tcspc,
+            potentiostat,
+            waveform,
+            extra,
+            collect_period,
+            bool(monitor_bias),
+            user_md,
+            num_points=n_cycles if marker_per_cycle else 1,
+            mode=mode,
+        )
+        monitors = (potentiostat.readback, potentiostat.current) if monitor_bias else ()
+        body = photon_run(tcspc, sweeps(), _md, monitors=monitors)
+        return (yield from restoring_bias(potentiostat, body))
+
+    return run()

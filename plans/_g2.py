@@ -6,11 +6,12 @@ from bluesky.protocols import Flyable, Movable, Readable
 from bluesky.utils import CustomPlanMetadata, MsgGenerator
 
 from . import _validate as check
-from ._md import qd_block, start_md
+from ._md import qd_block, read_photon_mode, start_md
 from ._run import photon_run
 from ._stubs import acquire_photons, mark_segment, restoring_bias, set_bias
 
 
+@check.checks_at_call
 def g2_measurement(
     tcspc: Flyable,
     duration: float,
@@ -55,9 +56,10 @@ def g2_measurement(
     Raises
     ------
     UnsafeBiasError
-        ``bias`` outside the safe window, before anything moves.
+        ``bias`` outside the client-side safe window, at the call; outside the IOC's limits
+        (read first in the plan), before the run opens and anything moves.
     ValueError
-        ``duration`` <= 0, ``bias`` without a potentiostat, ..., before anything moves.
+        ``duration`` <= 0, ``bias`` without a potentiostat, ..., at the call.
     """
     plan = "g2_measurement"
     check.photon_card(tcspc, plan)
@@ -71,27 +73,14 @@ def g2_measurement(
     collect_period = check.positive(collect_period, "collect_period", plan, "s")
     extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
     user_md = check.metadata(md, plan)
-
-    _md = start_md(
-        plan,
-        {
-            "tcspc": repr(tcspc),
-            "duration": duration,
-            "potentiostat": repr(potentiostat) if potentiostat is not None else None,
-            "bias": bias,
-            "readables": list(map(repr, extra)),
-            "collect_period": collect_period,
-        },
-        detectors=[tcspc, *extra],
-        num_points=1,
-        user_md=user_md,
-        qd=qd_block(
-            tcspc,
-            potentiostat,
-            segments="steps",
-            bias_setpoints=None if bias is None else [bias],
-        ),
-    )
+    plan_args = {
+        "tcspc": repr(tcspc),
+        "duration": duration,
+        "potentiostat": repr(potentiostat) if potentiostat is not None else None,
+        "bias": bias,
+        "readables": list(map(repr, extra)),
+        "collect_period": collect_period,
+    }
 
     def measure() -> MsgGenerator[None]:
         if bias is not None:
@@ -99,7 +88,27 @@ def g2_measurement(
         yield from mark_segment(tcspc, potentiostat, extra)
         yield from acquire_photons(tcspc, duration, collect_period)
 
-    run = photon_run(tcspc, measure(), _md)
-    if bias is None:
-        return (yield from run)
-    return (yield from restoring_bias(potentiostat, run))
+    def run() -> MsgGenerator[str]:
+        if bias is not None:
+            yield from check.bias_window(potentiostat, [("bias", bias)], plan)
+        mode = yield from read_photon_mode(tcspc)
+        _md = start_md(
+            plan,
+            plan_args,
+            detectors=[tcspc, *extra],
+            num_points=1,
+            user_md=user_md,
+            qd=qd_block(
+                tcspc,
+                potentiostat,
+                segments="steps",
+                bias_setpoints=None if bias is None else [bias],
+                mode=mode,
+            ),
+        )
+        measured = photon_run(tcspc, measure(), _md)
+        if bias is None:
+            return (yield from measured)
+        return (yield from restoring_bias(potentiostat, measured))
+
+    return run()

@@ -4,10 +4,11 @@ Its layout is the contract between the plans and the live analyzer
 (``qd_bluesky.callbacks``); see ``docs/`` and :func:`qd_block`.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any, Literal
+
+import bluesky.plan_stubs as bps
+from bluesky.utils import MsgGenerator
 
 #: Version of the ``qd`` block layout.
 QD_SCHEMA = 1
@@ -25,14 +26,16 @@ def qd_block(
     *,
     segments: Literal["steps", "continuous"],
     bias_setpoints: Sequence[float] | None = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """The ``qd`` entry of the start document of a run that records photons.
+
+    Reads nothing: the plan reads the card's mode first (:func:`read_photon_mode`).
 
     Parameters
     ----------
     tcspc
-        The TCSPC card; its photon data keys are taken from ``describe_collect()`` (so a T2
-        card, without microtimes, gets ``"nanotimes": None``).
+        The TCSPC card (its ``data_keys`` and rate meters name the keys).
     potentiostat
         The potentiostat whose readback the markers carry, or None (no bias recorded).
     segments
@@ -40,14 +43,18 @@ def qd_block(
         bias of each photon comes from the photon file's ``/user/bias`` markers (CV).
     bias_setpoints
         The requested biases in segment order (static steps), else None.
+    mode
+        The card's mode: only T3 records microtimes, so any other mode (T2) gets
+        ``"nanotimes": None``; None (unknown, e.g. without a RunEngine) counts as T3.
     """
-    present = set(tcspc.describe_collect())
     keys = tcspc.data_keys
+    t3 = mode is None or mode == "T3"
     return {
         "schema": QD_SCHEMA,
         "photon_stream": PHOTON_STREAM,
         "photon_keys": {
-            field: keys[field] if keys.get(field) in present else None for field in PHOTON_FIELDS
+            field: keys.get(field) if t3 or field != "nanotimes" else None
+            for field in PHOTON_FIELDS
         },
         "marker_stream": MARKER_STREAM,
         "photon_index_key": tcspc.rates.num_photons.name,
@@ -55,6 +62,11 @@ def qd_block(
         "segments": segments,
         "bias_setpoints": None if bias_setpoints is None else [float(v) for v in bias_setpoints],
     }
+
+
+def read_photon_mode(tcspc: Any) -> MsgGenerator[str | None]:
+    """The card's mode (``"T3"``, ``"T2"``), read with ``bps.rd``; None without a RunEngine."""
+    return (yield from bps.rd(tcspc.mode, default_value=None))
 
 
 def start_md(

@@ -1,14 +1,15 @@
 """Stage rasters on the count rate, and finding (and parking on) a dot."""
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import bluesky.plan_stubs as bps
+import bluesky.plans as bp
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky import Msg
 from bluesky.protocols import Flyable, Readable
 from bluesky.utils import CustomPlanMetadata, MsgGenerator
 from numpy.typing import NDArray
@@ -121,34 +122,50 @@ def _check_raster(
     return xs, ys, step, extra
 
 
-def _raster(
+def _grid(
     stage: Any,
     tcspc: Any,
     extra: list[Any],
     xs: NDArray[np.float64],
     ys: NDArray[np.float64],
     snake: bool,
-) -> MsgGenerator[RasterMap]:
-    """The raster's steps (inside an open run): move, wait for a fresh rate gate, read."""
-    detectors = [tcspc.rates, *extra]
+    md: dict[str, Any],
+    rate: NDArray[np.float64],
+) -> MsgGenerator[str]:
+    """bluesky's ``grid_scan`` of the raster (one run); fills ``rate`` (cps) point by point.
+
+    At every point the stage moves, then the rate meters are triggered, which waits for a
+    gate measured entirely after the move, and read with the stage position.
+    """
     rate_keys = [tcspc.rates.count_rate0.name, tcspc.rates.count_rate1.name]
-    rate = np.full((len(ys), len(xs)), np.nan)
-    pos_cache: defaultdict[Any, Any] = defaultdict(lambda: None)  # as bluesky's scan_nd
-    for iy, y in enumerate(ys):
-        columns = range(len(xs))
-        if snake and iy % 2:
-            columns = reversed(columns)
-        for ix in columns:
-            yield from bps.checkpoint()
-            step = {stage.y: float(y), stage.x: float(xs[ix])}
-            yield from bps.move_per_step(step, pos_cache)
-            # Triggering the rate meters waits for a gate measured entirely after the move.
-            readings = yield from bps.trigger_and_read([*detectors, stage.y, stage.x])
-            if readings:
-                rate[iy, ix] = sum(float(readings[k]["value"]) for k in rate_keys)
-    return RasterMap(x_um=xs, y_um=ys, rate_cps=rate)
+
+    def per_step(detectors, step, pos_cache):
+        yield from bps.move_per_step(step, pos_cache)
+        readings = yield from bps.trigger_and_read([*detectors, *step])
+        if readings:  # None when not run by a RunEngine
+            iy = int(np.argmin(np.abs(ys - step[stage.y])))
+            ix = int(np.argmin(np.abs(xs - step[stage.x])))
+            rate[iy, ix] = sum(float(readings[k]["value"]) for k in rate_keys)
+
+    return (
+        yield from bp.grid_scan(
+            [tcspc.rates, *extra],
+            stage.y,
+            float(ys[0]),
+            float(ys[-1]),
+            len(ys),
+            stage.x,
+            float(xs[0]),
+            float(xs[-1]),
+            len(xs),
+            snake_axes=bool(snake),
+            per_step=per_step,
+            md=md,
+        )
+    )
 
 
+@check.checks_at_call
 def raster_scan(
     stage: Readable,
     tcspc: Flyable,
@@ -162,12 +179,12 @@ def raster_scan(
 ) -> MsgGenerator[RasterMap]:
     """Raster the stage over a grid and read the count rate at every point.
 
-    An ordinary step scan (like ``bluesky.plans.grid_scan``, with its start-document keys
-    ``shape``, ``extents``, ``snaking`` and hints): y is the slow axis, x the fast one
-    (snaking by default). At every point the stage moves, the rate meters are triggered
-    (which waits for a 0.5 s gate measured entirely after the move, so a point takes 0.5 to
-    1 s) and read with the stage position into ``primary``. No photons are recorded. The
-    stage stays at the last point. Positions are absolute (um).
+    bluesky's ``grid_scan`` (with its start-document keys ``shape``, ``extents``,
+    ``snaking`` and hints) with a ``per_step`` that keeps the rates: y is the slow axis, x
+    the fast one (snaking by default). At every point the stage moves, the rate meters are
+    triggered (which waits for a 0.5 s gate measured entirely after the move, so a point
+    takes 0.5 to 1 s) and read with the stage position into ``primary``. No photons are
+    recorded. The stage stays at the last point. Positions are absolute (um).
 
     Parameters
     ----------
@@ -196,7 +213,7 @@ def raster_scan(
     ------
     ValueError
         A non-positive step, an empty or reversed range, a range outside the stage's limits,
-        or more than 10 000 points, before anything moves.
+        or more than 10 000 points, at the call.
     """
     plan = "raster_scan"
     xs, ys, step, extra = _check_raster(stage, tcspc, x_range, y_range, step, readables, plan)
@@ -219,15 +236,15 @@ def raster_scan(
         check.metadata(md, plan),
     )
 
-    result: list[RasterMap] = []
+    def run() -> MsgGenerator[RasterMap]:
+        rate = np.full((len(ys), len(xs)), np.nan)
+        yield from _grid(stage, tcspc, extra, xs, ys, snake, _md, rate)
+        return RasterMap(x_um=xs, y_um=ys, rate_cps=rate)
 
-    def keep() -> MsgGenerator[None]:
-        result.append((yield from _raster(stage, tcspc, extra, xs, ys, snake)))
-
-    yield from bpp.run_wrapper(keep(), md=_md)
-    return result[0] if result else RasterMap(xs, ys, np.full((len(ys), len(xs)), np.nan))
+    return run()
 
 
+@check.checks_at_call
 def find_dot(
     stage: Readable,
     tcspc: Flyable,
@@ -282,7 +299,7 @@ def find_dot(
     Raises
     ------
     ValueError
-        Bad raster arguments or ``min_contrast`` <= 0, before anything moves.
+        Bad raster arguments or ``min_contrast`` <= 0, at the call.
     """
     plan = "find_dot"
     xs, ys, step, extra = _check_raster(stage, tcspc, x_range, y_range, step, readables, plan)
@@ -307,27 +324,41 @@ def find_dot(
         snake,
         check.metadata(md, plan),
     )
-    found: list[tuple[float, float] | None] = [None]
 
-    def search() -> MsgGenerator[None]:
+    def run() -> MsgGenerator[tuple[float, float] | None]:
         x0 = yield from bps.rd(stage.x)
         y0 = yield from bps.rd(stage.y)
-        raster = yield from _raster(stage, tcspc, extra, xs, ys, snake)
-        where = locate_dot(raster, refine=refine, min_contrast=min_contrast)
-        if where is None:
-            logger.warning(
-                "%s: no dot in the raster (no pixel above %g x the background); the stage "
-                "returns to (%g, %g) um",
-                plan,
-                min_contrast,
-                x0,
-                y0,
-            )
-            yield from bps.mv(stage.x, x0, stage.y, y0)
-            return
-        yield from bps.mv(stage.x, where[0], stage.y, where[1])
-        yield from bps.trigger_and_read([stage.x, stage.y, tcspc.rates, *extra], name=DOT_STREAM)
-        found[0] = where
+        rate = np.full((len(ys), len(xs)), np.nan)
+        found: list[tuple[float, float] | None] = [None]
 
-    yield from bpp.run_wrapper(search(), md=_md)
-    return found[0]
+        def park() -> MsgGenerator[None]:
+            where = locate_dot(RasterMap(xs, ys, rate), refine=refine, min_contrast=min_contrast)
+            if where is None:
+                logger.warning(
+                    "%s: no dot in the raster (no pixel above %g x the background); the stage "
+                    "returns to (%g, %g) um",
+                    plan,
+                    min_contrast,
+                    x0,
+                    y0,
+                )
+                yield from bps.mv(stage.x, x0, stage.y, y0)
+                return
+            yield from bps.mv(stage.x, where[0], stage.y, where[1])
+            yield from bps.trigger_and_read(
+                [stage.x, stage.y, tcspc.rates, *extra], name=DOT_STREAM
+            )
+            found[0] = where
+
+        def park_before_close(msg: Msg):
+            # The parking and the dot event belong to the raster's run: insert them before
+            # grid_scan's close_run.
+            if msg.command == "close_run":
+                return bpp.pchain(park(), bpp.single_gen(msg)), None
+            return None, None
+
+        grid = _grid(stage, tcspc, extra, xs, ys, snake, _md, rate)
+        yield from bpp.plan_mutator(grid, park_before_close)
+        return found[0]
+
+    return run()

@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
 from bluesky.protocols import Flyable, Movable, Readable, Reading, Status, Triggerable
 from bluesky.utils import FailedStatus, MsgGenerator, short_uid
 
@@ -19,12 +20,13 @@ logger = logging.getLogger(__name__)
 STOP_POLL_S = 0.02
 
 
+@check.checks_at_call
 def set_bias(potentiostat: Movable, bias: float) -> MsgGenerator[None]:
     """Move the potentiostat to ``bias`` (V) and wait until the bias has settled.
 
-    The bias is checked against the safe window when the stub is first iterated, before the
-    ``set`` message; the potentiostat's put completes only once the ramp is over and the
-    settle time has passed.
+    The bias is checked against the client-side safe window when the stub is called; the
+    potentiostat itself refuses a bias outside the IOC's limits before anything is put. Its
+    put completes only once the ramp is over and the settle time has passed.
 
     Parameters
     ----------
@@ -32,10 +34,15 @@ def set_bias(potentiostat: Movable, bias: float) -> MsgGenerator[None]:
         The potentiostat (:class:`qd_bluesky.devices.Potentiostat`).
     bias : float
         Bias in V vs the quasi-reference electrode.
+
+    Raises
+    ------
+    UnsafeBiasError
+        ``bias`` outside the client-side safe window, at the call.
     """
     check.potentiostat(potentiostat, "set_bias")
     bias = check.bias(potentiostat, bias, "bias", "set_bias")
-    yield from bps.mv(potentiostat, bias)
+    return bps.mv(potentiostat, bias)
 
 
 def mark_segment(
@@ -101,6 +108,7 @@ def finish_photons(tcspc: Flyable, *, stream: str = PHOTON_STREAM) -> MsgGenerat
     yield from bps.collect(tcspc, name=stream, return_payload=False)
 
 
+@check.checks_at_call
 def acquire_photons(
     tcspc: Flyable,
     duration: float,
@@ -114,8 +122,8 @@ def acquire_photons(
     ``collect`` (the first one announces the rows up to now, e.g. those before a marker) and
     the stub ends with a sleep exactly ``duration`` s after it started on the monotonic
     clock, so the time collecting takes (documents go to every subscriber, e.g. a catalog
-    writer) is not added to the dwell. It yields at most ``ceil(duration /
-    collect_period) + 1`` sleeps, so simulators that do not sleep still get a finite plan.
+    writer) is not added to the dwell. A simulator does not sleep: there the sleeps asked
+    for stand in for the clock and add up to ``duration``.
 
     Parameters
     ----------
@@ -127,13 +135,25 @@ def acquire_photons(
         Seconds between ``collect`` messages (the live analyzer's latency).
     stream : str
         The declared photon stream.
+
+    Raises
+    ------
+    ValueError
+        ``duration`` or ``collect_period`` <= 0, at the call.
     """
     duration = check.positive(duration, "duration", "acquire_photons", "s")
     collect_period = check.positive(collect_period, "collect_period", "acquire_photons", "s")
-    deadline = time.monotonic() + duration
+    return _acquire_photons(tcspc, duration, collect_period, stream)
+
+
+def _acquire_photons(
+    tcspc: Flyable, duration: float, collect_period: float, stream: str
+) -> MsgGenerator[None]:
+    start = time.monotonic()
+    slept = 0.0  # a simulator does not sleep: its clock is the sleeps asked for
     for _ in range(math.ceil(duration / collect_period) + 1):
         yield from bps.collect(tcspc, name=stream, return_payload=False)
-        remaining = deadline - time.monotonic()
+        remaining = duration - max(time.monotonic() - start, slept)
         if remaining <= 0:
             break
         if remaining < 1.5 * collect_period:
@@ -141,6 +161,7 @@ def acquire_photons(
             yield from bps.sleep(remaining)
             break
         yield from bps.sleep(collect_period)
+        slept += collect_period
 
 
 def collect_until_done(
@@ -162,6 +183,7 @@ def collect_until_done(
             return
 
 
+@check.checks_at_call
 def run_cv(
     potentiostat: Movable,
     start: float,
@@ -194,6 +216,13 @@ def run_cv(
     -------
     Status or None
         The trigger's status (None when not run by a RunEngine).
+
+    Raises
+    ------
+    UnsafeBiasError
+        A bias outside the client-side safe window, at the call.
+    ValueError
+        ``rate`` <= 0 or ``cycles`` < 1, at the call.
     """
     plan = "run_cv"
     check.potentiostat(potentiostat, plan, cv=True)
@@ -201,6 +230,16 @@ def run_cv(
         check.bias(potentiostat, value, f"CV {name}", plan)
     rate = check.positive(rate, "rate", plan, "V/s")
     cycles = check.whole(cycles, "cycles", plan)
+    return _run_cv(potentiostat, (start, vertex, end, rate, cycles), group, wait)
+
+
+def _run_cv(
+    potentiostat: Movable,
+    waveform: tuple[float, float, float, float, int],
+    group: Hashable | None,
+    wait: bool,
+) -> MsgGenerator[Status | None]:
+    start, vertex, end, rate, cycles = waveform
     cv = potentiostat.cv
     yield from bps.mv(
         cv.start, start, cv.vertex, vertex, cv.end, end, cv.rate, rate, cv.cycles, cycles
@@ -222,59 +261,57 @@ def stop_cv(
     potentiostat : Movable
         The potentiostat running the scan.
     status : Status, optional
-        The scan's status (returned by :func:`run_cv`). If given, the stub waits until it
-        is done (at most ``timeout`` s) and absorbs its expected failure: the RunEngine
+        The scan's status (returned by :func:`run_cv`). If given, the stub waits until the
+        scan is over (at most ``timeout`` s) and absorbs its expected failure: the RunEngine
         throws a failed status into the plan at the next message, and a stopped scan's
-        status fails with a ``StoppedError`` by design.
+        status fails with a ``StoppedError`` by design. The scan's state is read with
+        ``bps.rd`` (its ``progress``: a scan that reached 1 had finished, and its status
+        does not fail); the status itself is only compared with the failed one.
     timeout : float
         Seconds to wait for the scan to end.
     """
-    yield from bps.stop(potentiostat)
-    if status is None:
-        return
-    deadline = time.monotonic() + timeout
-    absorbed = False
-    while time.monotonic() < deadline:
-        try:
-            yield from bps.sleep(STOP_POLL_S)
-        except FailedStatus as exc:
-            if not (exc.args and exc.args[0] is status):
-                raise
-            absorbed = True
-        done = getattr(status, "done", True)
-        if done and (absorbed or getattr(status, "success", True)):
+    try:
+        yield from bps.stop(potentiostat)
+        if status is None:
             return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            progress = yield from bps.rd(potentiostat.cv.progress, default_value=1.0)
+            if progress >= 1.0:
+                return
+            yield from bps.sleep(STOP_POLL_S)
+    except FailedStatus as exc:
+        if status is None or not (exc.args and exc.args[0] is status):
+            raise
 
 
 # -- clean-up wrappers (private) ---------------------------------------------------------------
 
 
-def quietly(plan: MsgGenerator[Any], what: str) -> MsgGenerator[None]:
+def quietly(plan: MsgGenerator[Any], what: str) -> MsgGenerator[Any]:
     """Run a clean-up plan; log (do not raise) its failure, so the original error is kept."""
-    try:
-        yield from plan
-    except GeneratorExit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of a clean-up is only logged
+
+    def log(exc: Exception) -> MsgGenerator[None]:
         logger.warning("%s failed during clean-up: %s", what, exc)
+        yield from ()
+
+    return (yield from bpp.contingency_wrapper(plan, except_plan=log, auto_raise=False))
 
 
-def always(plan: MsgGenerator[Any], cleanup: Callable[[], MsgGenerator[Any]], what: str):
+def always(
+    plan: MsgGenerator[Any], cleanup: Callable[[], MsgGenerator[Any]], what: str
+) -> MsgGenerator[Any]:
     """Run ``plan``, then ``cleanup()`` whether ``plan`` succeeded, failed or was aborted.
 
     After a success a failing clean-up raises; after a failure it is only logged and the
     original exception propagates. (A closed generator, e.g. ``RE.halt()``, cannot yield
     any more messages: nothing is cleaned up then, as with ``bluesky.preprocessors``.)
     """
-    try:
-        ret = yield from plan
-    except GeneratorExit:
-        raise
-    except BaseException:
-        yield from quietly(cleanup(), what)
-        raise
-    yield from cleanup()
-    return ret
+    return (
+        yield from bpp.contingency_wrapper(
+            plan, except_plan=lambda exc: quietly(cleanup(), what), else_plan=cleanup
+        )
+    )
 
 
 def restoring_bias(potentiostat: Movable, plan: MsgGenerator[Any]) -> MsgGenerator[Any]:

@@ -1,21 +1,37 @@
-"""Argument checks that run when a plan is first iterated, before it yields any message.
+"""Argument checks that run when a plan is called, before it exists as a generator.
 
-Every check raises a ``ValueError`` (or the devices' :class:`UnsafeBiasError`, itself a
-``ValueError``) whose one-line message starts with the plan's name and names the argument.
+They read no device state: a bias is checked against the potentiostat's client-side window
+here, and against the IOC's limits (read with ``bps.rd``) inside the plan, before any move
+(:func:`bias_window`). Every check raises a ``ValueError`` (or the devices'
+:class:`UnsafeBiasError`, itself a ``ValueError``) whose one-line message starts with the plan's
+name and names the argument.
 """
-
-from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import bluesky.plan_stubs as bps
 import numpy as np
+from bluesky.utils import MsgGenerator
+
+PlanFunction = TypeVar("PlanFunction", bound=Callable[..., Any])
 
 #: Largest raster accepted (points); at >= 0.5 s per point (one rate-meter gate) 10 000 points
 #: already take 1.4 h, so more is almost certainly a wrong step or range.
 MAX_RASTER_POINTS = 10_000
+
+
+def checks_at_call(func: PlanFunction) -> PlanFunction:
+    """Mark a plan that checks its arguments when called and returns its message generator.
+
+    Such a function is not a generator function, so it carries bluesky's plan marker
+    (``bluesky.utils.is_plan``), by which bluesky-queueserver lists plans. Nothing is
+    wrapped: the signature and annotations stay the function's own.
+    """
+    func._is_plan_ = True  # type: ignore[attr-defined]
+    return func
 
 
 def number(value: Any, name: str, plan: str, unit: str = "") -> float:
@@ -45,23 +61,53 @@ def whole(value: Any, name: str, plan: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def bias(potentiostat: Any, value: Any, name: str, plan: str) -> float:
-    """``value`` as a float inside the potentiostat's safe window (``UnsafeBiasError`` if not)."""
+def bias(
+    potentiostat: Any,
+    value: Any,
+    name: str,
+    plan: str,
+    window: tuple[float, float] | None = None,
+) -> float:
+    """``value`` as a float inside the safe window (``UnsafeBiasError`` if not).
+
+    ``window``: the safe window (V); default the potentiostat's client-side one (reads nothing).
+    """
     value = number(value, name, plan, "V")
     try:
-        potentiostat.check_value(value, what=name)
+        potentiostat.check_value(
+            value, what=name, limits=potentiostat.window() if window is None else window
+        )
     except ValueError as exc:  # UnsafeBiasError is one; keep its type, add the plan
         raise type(exc)(f"{plan}: {exc}") from None
     return value
 
 
-def biases(potentiostat: Any, values: Any, plan: str) -> list[float]:
+def biases(
+    potentiostat: Any, values: Any, plan: str, window: tuple[float, float] | None = None
+) -> list[float]:
     """A non-empty sequence of safe biases, as floats."""
     if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
         raise ValueError(f"{plan}: biases must be a sequence of biases (V), not {values!r}")
     if len(values) == 0:
         raise ValueError(f"{plan}: biases is empty: give at least one bias (V)")
-    return [bias(potentiostat, v, f"biases[{i}]", plan) for i, v in enumerate(values)]
+    return [bias(potentiostat, v, f"biases[{i}]", plan, window) for i, v in enumerate(values)]
+
+
+def bias_window(
+    potentiostat: Any, named_biases: Sequence[tuple[str, float]], plan: str
+) -> MsgGenerator[None]:
+    """Read the IOC's bias limits (``bps.rd``) and refuse any bias outside the narrowed window.
+
+    Runs inside the plan, before anything moves; without a RunEngine (``list(plan)``) nothing
+    is read and only the client-side window (checked at the call) applies.
+    """
+    low = yield from bps.rd(potentiostat.bias_low_limit, default_value=None)
+    high = yield from bps.rd(potentiostat.bias_high_limit, default_value=None)
+    if low is None or high is None:
+        return
+    window = potentiostat.window((low, high))
+    for name, value in named_biases:
+        bias(potentiostat, value, name, plan, window)
 
 
 def photon_card(tcspc: Any, plan: str) -> None:
@@ -79,7 +125,8 @@ def photon_card(tcspc: Any, plan: str) -> None:
 
 def potentiostat(pot: Any, plan: str, *, cv: bool = False) -> None:
     """``pot`` looks like a :class:`~qd_bluesky.devices.Potentiostat` (and has ``cv`` if asked)."""
-    needed = ("set", "check_value", "limits", "readback") + (("cv", "current") if cv else ())
+    needed = ("set", "check_value", "window", "bias_low_limit", "bias_high_limit", "readback")
+    needed += ("cv", "current") if cv else ()
     missing = [attr for attr in needed if not hasattr(pot, attr)]
     if missing:
         raise ValueError(
