@@ -202,8 +202,10 @@ def main() -> None:
         t_np5, _ = best_time(lambda: numpy_pipeline(read_photon_hdf5(h5_path)), args.repeat)
         row("analyze_file (HDF5)", t_an5, t_np5, note=f"{t_an5:.2f} s vs {t_np5:.2f} s")
 
-    print(f"\n{n / 1e6:.1f} M photons; lifetime {result['lifetime_ns']:.1f} ns, "
-          f"g2(0) {result['g2_zero']:.3f}; one core, best of {args.repeat}\n")
+    print(
+        f"\n{n / 1e6:.1f} M photons; lifetime {result['lifetime_ns']:.1f} ns, "
+        f"g2(0) {result['g2_zero']:.3f}; one core, best of {args.repeat}\n"
+    )
     print(f"{'stage':<22}{'qd_bluesky':>12}{'numpy':>10}{'tttrlib':>10}{'ratio':>8}  M photons/s")
     for stage, ours, nump, ttt, note in rows:
         ttt_s = f"{ttt:10.0f}" if ttt else f"{'-':>10}"

@@ -83,7 +83,7 @@ def g2_measurement(
     }
 
     def measure() -> MsgGenerator[None]:
-        if bias is not None:
+        if bias is not None and potentiostat is not None:  # checked together above
             yield from set_bias(potentiostat, bias)
         yield from mark_segment(tcspc, potentiostat, extra)
         yield from acquire_photons(tcspc, duration, collect_period)
@@ -107,7 +107,7 @@ def g2_measurement(
             ),
         )
         measured = photon_run(tcspc, measure(), _md)
-        if bias is None:
+        if bias is None or potentiostat is None:
             return (yield from measured)
         return (yield from restoring_bias(potentiostat, measured))
 

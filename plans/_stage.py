@@ -11,7 +11,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky import Msg
 from bluesky.protocols import Flyable, Readable
-from bluesky.utils import CustomPlanMetadata, MsgGenerator
+from bluesky.utils import CustomPlanMetadata, MsgGenerator, single_gen
 from numpy.typing import NDArray
 
 from . import _validate as check
@@ -354,7 +354,7 @@ def find_dot(
             # The parking and the dot event belong to the raster's run: insert them before
             # grid_scan's close_run.
             if msg.command == "close_run":
-                return bpp.pchain(park(), bpp.single_gen(msg)), None
+                return bpp.pchain(park(), single_gen(msg)), None
             return None, None
 
         grid = _grid(stage, tcspc, extra, xs, ys, snake, _md, rate)

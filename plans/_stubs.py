@@ -21,7 +21,7 @@ STOP_POLL_S = 0.02
 
 
 @check.checks_at_call
-def set_bias(potentiostat: Movable, bias: float) -> MsgGenerator[None]:
+def set_bias(potentiostat: Movable, bias: float) -> MsgGenerator[tuple[Status, ...]]:
     """Move the potentiostat to ``bias`` (V) and wait until the bias has settled.
 
     The bias is checked against the client-side safe window when the stub is called; the
@@ -88,7 +88,8 @@ def mark_segment(
     # The photon index first: it is the one that must be taken right now.
     for dev in (tcspc.rates, potentiostat, *readables):
         if dev is not None:
-            readings.update((yield from bps.read(dev)) or {})
+            reading: dict[str, Reading] | None = yield from bps.read(dev)  # type: ignore[assignment]
+            readings.update(reading or {})
     yield from bps.save()
     return readings
 

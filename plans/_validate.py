@@ -56,9 +56,10 @@ def whole(value: Any, name: str, plan: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum`` (an integral float such as 2.0 is accepted)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{plan}: {name} must be a whole number >= {minimum}, not {value!r}")
-    if not (math.isfinite(float(value)) and float(value) == int(value) and value >= minimum):
+    number = float(value)
+    if not (math.isfinite(number) and number == int(number) and number >= minimum):
         raise ValueError(f"{plan}: {name} must be a whole number >= {minimum}, not {value!r}")
-    return int(value)
+    return int(number)
 
 
 def bias(
