@@ -36,8 +36,6 @@ RATE_PERIOD_S = 0.5
 MAX_COUNT_RATE_CPS = 40e6
 #: Rows per HDF5 chunk of the photon datasets.
 CHUNK_ROWS = 65536
-#: Group of the photon file's ``/user`` section holding the bias markers.
-MARKER_GROUP = "bias"
 
 
 class TcspcIOC(PVGroup):
@@ -204,7 +202,11 @@ class TcspcIOC(PVGroup):
         await self.error.write("")
         if self.backend.interlock_open:
             await self._refuse("laser interlock open: acquisition refused")
-        from qd_bluesky.analysis import PhotonHdf5Writer
+        from qd_bluesky.analysis._photon_hdf5 import (
+            BIAS_MARKER_COLUMNS,
+            BIAS_MARKER_GROUP,
+            PhotonHdf5Writer,
+        )
 
         directory = Path(self.data_dir.value or self._default_dir)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -233,15 +235,7 @@ class TcspcIOC(PVGroup):
                     chunk_rows=CHUNK_ROWS,
                     excitation_wavelengths_m=[WAVELENGTH_M],
                     swmr=True,
-                    user_columns={
-                        MARKER_GROUP: {
-                            "photon_index": np.int64,
-                            "sync": np.int64,
-                            "t_s": np.float64,
-                            "bias_v": np.float64,
-                            "current_a": np.float64,
-                        }
-                    },
+                    user_columns={BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS},
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
                 self._writer = None
@@ -417,11 +411,15 @@ class TcspcIOC(PVGroup):
 
     def _mark(self, photon_index, sync, t_s, bias_v, current_a) -> None:
         """Append bias markers: photon ``photon_index`` onwards saw ``bias_v`` (from ``t_s``)."""
+        # Imported here like the writer: the IOC package loads without the analysis stack.
+        from qd_bluesky.analysis._photon_hdf5 import BIAS_MARKER_GROUP
+
+        # The writer casts each column to the dtype the marker schema declares.
         self._writer.append_user(
-            MARKER_GROUP,
-            photon_index=np.asarray(photon_index, dtype=np.int64),
-            sync=np.asarray(sync, dtype=np.int64),
+            BIAS_MARKER_GROUP,
+            photon_index=photon_index,
+            sync=sync,
             t_s=np.asarray(t_s, dtype=np.float64) - self._t_start,
-            bias_v=np.asarray(bias_v, dtype=np.float64),
-            current_a=np.asarray(current_a, dtype=np.float64),
+            bias_v=bias_v,
+            current_a=current_a,
         )

@@ -16,10 +16,11 @@ from ._dwell import (
     segment_blinking,
 )
 from ._errors import AnalysisError, PhotonFileError, QdBlueskyError
+from ._files import PhotonFileWarning
 from ._fit import DecayFit, fit_decay
 from ._flid import Flid, FlidResult, flid_lifetimes
 from ._g2 import G2Pulsed, G2Result
-from ._io import PhotonFileWarning, read_photons
+from ._io import read_photons
 from ._irf import estimate_decay_start, gaussian_irf, resample_irf
 from ._levels import Levels, find_levels, group_levels
 from ._photon_hdf5 import (

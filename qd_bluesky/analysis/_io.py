@@ -1,4 +1,4 @@
-"""File plumbing shared by the photon readers: path checks, format sniffing, warnings.
+"""Format sniffing and the one reader that takes either photon format.
 
 :func:`read_photons` is the one entry point that does not care which format it is given.
 """
@@ -6,53 +6,29 @@
 from __future__ import annotations
 
 import os
-import warnings
-from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from ._errors import PhotonFileError
-from ._photons import PhotonTable
+from ._files import PhotonFileWarning, check_readable_file, one_line, report
+from ._photon_hdf5 import read_photon_hdf5
+from ._photons import MARKER_DTYPE, PhotonTable
+from ._ptu import read_ptu
 
-#: dtype of ``PhotonTable.markers``: time in macrotime units and the marker bits
-#: (external marker inputs of a PTU file, or the non-photon detector id of a Photon-HDF5 row).
-MARKER_DTYPE = np.dtype([("macrotime", np.int64), ("bits", np.uint8)])
+# Kept importable from here (the readers' helpers lived in this module).
+__all__ = [
+    "MARKER_DTYPE",
+    "PhotonFileWarning",
+    "check_readable_file",
+    "one_line",
+    "read_photons",
+    "report",
+    "sniff_format",
+]
 
 PTU_MAGIC = b"PQTTTR\x00\x00"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # An HDF5 superblock may sit behind a user block of 512 * 2**k bytes.
 _HDF5_SIGNATURE_OFFSETS = (0, 512, 1024, 2048, 4096, 8192)
-
-
-class PhotonFileWarning(UserWarning):
-    """A photon file was read, but not all of it as its header promised (e.g. truncated)."""
-
-
-def check_readable_file(path: str | os.PathLike[str]) -> Path:
-    """Return ``path`` as a Path, or raise :class:`PhotonFileError` saying why it can't be read."""
-    p = Path(path)
-    if not p.exists():
-        raise PhotonFileError(p, "no such file")
-    if p.is_dir():
-        raise PhotonFileError(p, "is a directory, not a photon file")
-    if not os.access(p, os.R_OK):
-        raise PhotonFileError(p, "permission denied")
-    if p.stat().st_size == 0:
-        raise PhotonFileError(p, "empty file (0 bytes)")
-    return p
-
-
-def one_line(text: object, limit: int = 200) -> str:
-    """Squash a (library) message onto one line of at most ``limit`` characters."""
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
-
-
-def report(table: PhotonTable, message: str, *, stacklevel: int = 3) -> None:
-    """Record a non-fatal problem in ``table.warnings`` and emit it as a PhotonFileWarning."""
-    table.warnings.append(message)
-    warnings.warn(f"{table.source}: {message}", PhotonFileWarning, stacklevel=stacklevel)
 
 
 def sniff_format(path: str | os.PathLike[str]) -> Literal["ptu", "photon-hdf5"] | None:
@@ -89,10 +65,6 @@ def read_photons(path: str | os.PathLike[str]) -> PhotonTable:
     PhotonFileError
         The file is missing, empty, neither a PTU nor an HDF5 file, or corrupt.
     """
-    # Imported here: both readers use the helpers above.
-    from ._photon_hdf5 import read_photon_hdf5
-    from ._ptu import read_ptu
-
     kind = sniff_format(path)
     if kind == "ptu":
         return read_ptu(path)

@@ -11,6 +11,9 @@ from numpy.typing import NDArray
 MACROTIME_DTYPE = np.int64
 MICROTIME_DTYPE = np.uint16
 CHANNEL_DTYPE = np.uint8
+#: dtype of ``PhotonTable.markers``: time in macrotime units and the marker bits
+#: (external marker inputs of a PTU file, or the non-photon detector id of a Photon-HDF5 row).
+MARKER_DTYPE = np.dtype([("macrotime", np.int64), ("bits", np.uint8)])
 
 
 @dataclass

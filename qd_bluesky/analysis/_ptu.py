@@ -29,8 +29,8 @@ import ptufile
 from numpy.typing import NDArray
 
 from ._errors import PhotonFileError
-from ._io import MARKER_DTYPE, check_readable_file, one_line, report
-from ._photons import PhotonTable
+from ._files import check_readable_file, one_line, report
+from ._photons import MARKER_DTYPE, PhotonTable
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from qd_bluesky.analysis import PhotonFileError
-
-#: Group and columns of the markers in the photon file.
-GROUP = "user/bias"
-COLUMNS = ("photon_index", "bias_v")
+from qd_bluesky.analysis._photon_hdf5 import (
+    BIAS_MARKER_PATH,
+    BIAS_MARKER_REQUIRED,
+    open_for_reading,
+)
 
 
 class BiasLog:
@@ -32,25 +32,25 @@ class BiasLog:
         # in SWMR mode opens plainly but shares the SWMR state, and must refresh too.
         self._swmr = bool(f.swmr_mode)
         self._path = path
-        group = f[GROUP]
-        self._ds = {name: group[name] for name in COLUMNS}
+        group = f[BIAS_MARKER_PATH]
+        self._ds = {name: group[name] for name in BIAS_MARKER_REQUIRED}
         self.photon_index = np.zeros(0, dtype=np.int64)
         self.bias_v = np.zeros(0, dtype=np.float64)
         self._read = 0  # file rows read so far
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> BiasLog | None:
-        """The marker log of ``path``, or None when the file has no ``/user/bias`` markers."""
-        try:
-            f = h5py.File(path, "r")
-        except OSError:
-            try:  # held by a SWMR writer in another process
-                f = h5py.File(path, "r", swmr=True)
-            except OSError as exc:
-                raise PhotonFileError(path, f"cannot open the bias markers ({exc})") from exc
-        group = f.get(GROUP)
+        """The marker log of ``path``, or None when the file has no ``/user/bias`` markers.
+
+        Raises
+        ------
+        PhotonFileError
+            The file cannot be opened as HDF5, plainly or as a SWMR reader.
+        """
+        f, _ = open_for_reading(path, "cannot open the bias markers")
+        group = f.get(BIAS_MARKER_PATH)
         if not isinstance(group, h5py.Group) or any(
-            not isinstance(group.get(name), h5py.Dataset) for name in COLUMNS
+            not isinstance(group.get(name), h5py.Dataset) for name in BIAS_MARKER_REQUIRED
         ):
             f.close()
             return None

@@ -1,0 +1,34 @@
+"""Photon-HDF5 (v0.5) reading and writing with h5py, including SWMR streaming.
+
+``_spec`` the layout's names and TITLE texts, ``_layout`` the creation of its nodes,
+``_writer`` the streaming (SWMR) writer, ``_write_file`` the one-shot writer of a table,
+``_reader`` the reader, ``_swmr`` the read-only open of a file a writer may hold, and
+``_markers`` the ``/user/bias`` marker schema shared by the TCSPC IOC and the live analysis.
+"""
+
+from ._markers import (
+    BIAS_MARKER_COLUMNS,
+    BIAS_MARKER_GROUP,
+    BIAS_MARKER_PATH,
+    BIAS_MARKER_REQUIRED,
+)
+from ._reader import PhotonHdf5Reader, read_photon_hdf5
+from ._spec import FORMAT_NAME, FORMAT_URL, FORMAT_VERSION
+from ._swmr import open_for_reading
+from ._write_file import write_photon_hdf5
+from ._writer import PhotonHdf5Writer
+
+__all__ = [
+    "BIAS_MARKER_COLUMNS",
+    "BIAS_MARKER_GROUP",
+    "BIAS_MARKER_PATH",
+    "BIAS_MARKER_REQUIRED",
+    "FORMAT_NAME",
+    "FORMAT_URL",
+    "FORMAT_VERSION",
+    "PhotonHdf5Reader",
+    "PhotonHdf5Writer",
+    "open_for_reading",
+    "read_photon_hdf5",
+    "write_photon_hdf5",
+]
