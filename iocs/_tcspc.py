@@ -143,11 +143,6 @@ class TcspcIOC(PVGroup):
     overflow = pvproperty(value=0, read_only=True, doc="photons lost to FIFO overrun")
     error = status_pv("", doc="why the last request failed")
 
-    @property
-    def sample(self) -> TcspcBackend:
-        """The backend, by its former name: the bias-marker lines still read it (merge)."""
-        return self.backend
-
     # -- requests -----------------------------------------------------------------------
 
     async def _refuse(self, reason: str) -> None:
@@ -249,8 +244,8 @@ class TcspcIOC(PVGroup):
                 [0],
                 [before.sync_stop],
                 [self._t_start],
-                [self.sample.bias_v],
-                [self.sample.current_a],
+                [self.backend.bias_v],
+                [self.backend.current_a],
             )
         await self.error.write("")
         await self.overflow.write(0)
@@ -395,8 +390,8 @@ class TcspcIOC(PVGroup):
             np.array([rows]),
             np.array([sync_stop]),
             np.array([t_stop]),
-            np.array([self.sample.bias_v]),
-            np.array([self.sample.read_current()]),
+            np.array([self.backend.bias_v]),
+            np.array([self.backend.read_current()]),
         )
         await self.num_photons.write(rows)
         await self.elapsed.write(max(0.0, t_stop - self._t_start))
