@@ -51,6 +51,16 @@ from qd_bluesky.analysis import (
 from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
+from ._streams import (
+    BiasDependenceRow,
+    DecayRow,
+    FlidMapRow,
+    G2Row,
+    ReversibilityRow,
+    ScalingRow,
+    TraceRow,
+    peak_field,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -411,7 +421,7 @@ class RunAnalysis:
         while self._trace_events < complete:
             k = self._trace_events
             (counts,) = t.take((k + 1) * per)  # all channels together
-            out["trace"].append({"time_s": k * per * bin_s, "counts": counts.astype(np.int64)})
+            out["trace"].append(TraceRow(time_s=k * per * bin_s, counts=counts.astype(np.int64)))
             self._trace_events += 1
 
     def _report_flid(self, out: Rows, final: bool) -> None:
@@ -544,7 +554,7 @@ class RunAnalysis:
             out["tomography"] = self._tomography(flid, ok, model)  # paged, see ColumnRows
             out["reversibility"].extend(self._reversibility(flid))
 
-    def _reversibility(self, flid: dict[str, NDArray]) -> list[dict[str, Any]]:
+    def _reversibility(self, flid: dict[str, NDArray]) -> list[ReversibilityRow]:
         """Intensity and lifetime at the start of every cycle: does the dot come back to X0?
 
         Per segment (one per cycle in ``bias_cycling``), the leading FLID bins whose bias lies
@@ -578,8 +588,8 @@ class RunAnalysis:
         return rows
 
     def _bias_dependence(
-        self, summaries: list[dict[str, float]], scaling: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
+        self, summaries: list[dict[str, float]], scaling: ScalingRow | None
+    ) -> list[BiasDependenceRow]:
         """Lifetime and intensity per bias, and their ratios to the neutral exciton at 0 V.
 
         The reference is the paper's: the X0 state of the 0 V trace (its FLID cluster), so
@@ -612,7 +622,7 @@ class RunAnalysis:
             )
         return rows
 
-    def _flid_map(self, flid: dict[str, NDArray]) -> dict[str, Any]:
+    def _flid_map(self, flid: dict[str, NDArray]) -> FlidMapRow:
         n_i, n_t = self.settings.flid_map_bins
         ok = np.isfinite(flid["lifetime_ns"])
         inten, life = flid["intensity_cps"][ok], flid["lifetime_ns"][ok]
@@ -629,9 +639,9 @@ class RunAnalysis:
 
     def _scaling(
         self, flid: dict[str, NDArray], near_zero: NDArray, ok: NDArray, reference: str
-    ) -> tuple[dict[str, Any], ScalingModel | None]:
+    ) -> tuple[ScalingRow, ScalingModel | None]:
         nan = math.nan
-        row: dict[str, Any] = {
+        row: ScalingRow = {
             "gamma_ratio": nan,
             "gamma_ratio_stderr": nan,
             "tau_x0_ns": nan,
@@ -758,7 +768,7 @@ def _rows(columns: dict[str, NDArray]) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in lists.items()} for i in range(n)]
 
 
-def _decay_row(r: SegmentResult, units: StreamUnits) -> dict[str, Any]:
+def _decay_row(r: SegmentResult, units: StreamUnits) -> DecayRow:
     # Components as scalar fields: TiledWriter keeps arrays of <= 16 elements in the SQL
     # table as lists, which its SQLite storage refuses.
     nan = math.nan
@@ -800,14 +810,9 @@ def _decay_row(r: SegmentResult, units: StreamUnits) -> dict[str, Any]:
     }
 
 
-def peak_field(k: int) -> str:
-    """Field of the g2 stream holding the coincidences of peak ``k`` (``peak_m1``, ...)."""
-    return f"peak_{'m' if k < 0 else 'p' if k > 0 else ''}{abs(k)}"
-
-
-def _g2_row(r: SegmentResult) -> dict[str, Any]:
+def _g2_row(r: SegmentResult) -> G2Row:
     g = r.g2
-    row: dict[str, Any] = {
+    row: G2Row = {
         "segment": r.segment,
         "bias_v": r.bias_v,
         "g2_zero": float(g.g2_zero),
