@@ -25,6 +25,20 @@ def collect(rows, into: dict[str, list]) -> None:
         into.setdefault(stream, []).extend(new)
 
 
+def rows_of(engine: RunAnalysis, announcements) -> dict[str, list]:
+    """Feed ``(markers, stop)`` pairs (markers before the rows they start, as live), finish."""
+    rows: dict[str, list] = {}
+    for markers, stop in announcements:
+        for row, bias, seq in markers:
+            engine.add_marker(row, bias, seq)
+        engine.announce(stop)
+        while engine.has_work:
+            collect(engine.step(), rows)
+    collect(engine.finish(), rows)
+    engine.close()
+    return rows
+
+
 @pytest.fixture(scope="module")
 def steps_rows(tmp_path_factory) -> dict[str, list]:
     """A two-step run (0 V, -2 V), fed to the engine in datums."""
@@ -35,33 +49,21 @@ def steps_rows(tmp_path_factory) -> dict[str, list]:
         pass
     engine = RunAnalysis(SETTINGS)
     engine.set_path(path)
-    for seq, (row, bias) in enumerate(zip(photons.step_rows, photons.biases, strict=True)):
-        engine.add_marker(row, bias, seq + 1)
-    rows: dict[str, list] = {}
-    for stop in cuts[1:]:
-        engine.announce(stop)
-        while engine.has_work:
-            collect(engine.step(), rows)
-    collect(engine.finish(), rows)
-    engine.close()
-    return rows
+    markers = [
+        (row, bias, k + 1)
+        for k, (row, bias) in enumerate(zip(photons.step_rows, photons.biases, strict=True))
+    ]
+    return rows_of(engine, [(markers, cuts[1]), *[((), stop) for stop in cuts[2:]]])
 
 
 @pytest.fixture(scope="module")
 def cycling_rows(tmp_path_factory) -> dict[str, list]:
-    """A continuous run of three CV cycles (tomography and reversibility)."""
+    """A continuous run of three CV cycles (tomography and reversibility), written as read."""
     path = tmp_path_factory.mktemp("cycling") / "c.h5"
     engine = RunAnalysis(SETTINGS, continuous=True)
     engine.set_path(path)
-    rows: dict[str, list] = {}
-    for k, (first, stop) in enumerate(write_cycling(path, 3, dot=CyclingDot(cycle_s=1.0))):
-        engine.add_marker(first, 0.0, k + 1)
-        engine.announce(stop)
-        while engine.has_work:
-            collect(engine.step(), rows)
-    collect(engine.finish(), rows)
-    engine.close()
-    return rows
+    spans = write_cycling(path, 3, dot=CyclingDot(cycle_s=1.0))
+    return rows_of(engine, ((((a, 0.0, k + 1),), b) for k, (a, b) in enumerate(spans)))
 
 
 def test_stream_names_and_row_types_agree():
