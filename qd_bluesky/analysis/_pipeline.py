@@ -27,12 +27,11 @@ from numpy.typing import NDArray
 from ._accumulators import DecayHistogram, IntensityTrace
 from ._errors import AnalysisError
 from ._fit import DEFAULT_IRF_FWHM_S, FIT_MIN_COUNTS, DecayFit, fit_decay_models
+from ._flid import MIN_COUNTS as FLID_MIN_COUNTS  # fewer photons in a bin: NaN (JSON null)
 from ._flid import Flid, FlidResult
 from ._g2 import G2Pulsed, G2Result
 from ._photons import PhotonTable
 
-#: A FLID bin needs this many photons for a lifetime; fewer give NaN (null in JSON).
-FLID_MIN_COUNTS = 20
 #: Detector channels of the card (two APDs behind a beam splitter); g2 is computed between them.
 DEFAULT_CHANNELS = (0, 1)
 
@@ -193,6 +192,25 @@ def fit_accumulated(
     return FitResults(counts, fit, mono, problem, None if g2 is None else g2.result())
 
 
+@dataclass(frozen=True)
+class FlidCalibration:
+    """What the FLID's per-bin lifetimes take from a whole-decay fit.
+
+    Attributes
+    ----------
+    decay_start_s
+        Time of zero delay in the microtime frame.
+    background_cps
+        Flat background rate, all detectors together.
+    irf_fwhm_s
+        Gaussian IRF of the fit.
+    """
+
+    decay_start_s: float
+    background_cps: float
+    irf_fwhm_s: float
+
+
 class StretchAccumulator:
     """Photons, time span, decay histogram and pulsed g2 of one stretch of a stream.
 
@@ -262,6 +280,23 @@ class StretchAccumulator:
     def results(self, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S) -> FitResults:
         """The fit step on what has been accumulated (see :func:`fit_accumulated`)."""
         return fit_accumulated(self.units, self.decay, self.g2, irf_fwhm_s=irf_fwhm_s)
+
+    def flid_calibration(
+        self, fit: DecayFit | None, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S
+    ) -> FlidCalibration:
+        """Decay start and background of this stretch's ``fit``, for the FLID lifetimes.
+
+        The fit's background fraction of this stretch's photons over its time gives the rate;
+        without a fit, the decay starts at 0 with no background and the IRF is ``irf_fwhm_s``.
+        """
+        if fit is None:
+            return FlidCalibration(0.0, 0.0, irf_fwhm_s)
+        duration = max(self.duration_s, self.units.macrotime_unit_s)
+        return FlidCalibration(
+            fit.shift_s,
+            fit.background_fraction * self.photons / duration,
+            fit.irf_fwhm_s if fit.irf_fwhm_s else irf_fwhm_s,
+        )
 
 
 class PhotonAnalysis:
@@ -395,18 +430,13 @@ class PhotonAnalysis:
         flid = flid or self.flid
         if flid is None:
             return None
-        duration = max(self.duration_s, self.units.macrotime_unit_s)
-        if fit is not None:
-            decay_start = fit.shift_s
-            background_cps = fit.background_fraction * self.n_photons / duration
-        else:
-            decay_start, background_cps = 0.0, 0.0
+        cal = self.stretch.flid_calibration(fit, irf_fwhm_s=irf_fwhm_s)
         return flid.result(
-            decay_start_s=decay_start,
-            background_cps=background_cps,
+            decay_start_s=cal.decay_start_s,
+            background_cps=cal.background_cps,
             period_s=1.0 / self.units.rep_rate_hz,
             min_counts=FLID_MIN_COUNTS,
-            irf_fwhm_s=irf_fwhm_s if fit is None else fit.irf_fwhm_s,
+            irf_fwhm_s=cal.irf_fwhm_s,
         )
 
     def g2_result(self) -> G2Result | None:

@@ -400,12 +400,12 @@ class RunAnalysis:
             self._note(problem)
             self.calibration = Calibration(have, start, 0.0, irf, problem)
             return
-        duration = max(cal.duration_s, self.units.macrotime_unit_s)
+        flid_cal = acc.flid_calibration(fit, irf_fwhm_s=irf)
         self.calibration = Calibration(
             have,
-            float(fit.shift_s),
-            float(fit.background_fraction * have / duration),
-            float(fit.irf_fwhm_s if fit.irf_fwhm_s else irf),
+            float(flid_cal.decay_start_s),
+            float(flid_cal.background_cps),
+            float(flid_cal.irf_fwhm_s),
         )
 
     # -- reporting ------------------------------------------------------------------------------

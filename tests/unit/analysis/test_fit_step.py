@@ -130,3 +130,14 @@ def test_live_settings_take_their_defaults_from_the_analysis():
     for f in dataclasses.fields(PhotonSettings):
         assert getattr(live, f.name) == getattr(PhotonSettings(), f.name)
     assert isinstance(live, PhotonSettings)
+
+
+def test_flid_calibration_comes_from_the_stretch_fit(one_state):
+    syn = one_state
+    acc = stretch_of(syn)
+    fit = acc.results().fit
+    cal = acc.flid_calibration(fit)
+    assert cal.decay_start_s == fit.shift_s and cal.irf_fwhm_s == fit.irf_fwhm_s
+    assert cal.background_cps == fit.background_fraction * len(syn) / acc.duration_s
+    none = acc.flid_calibration(None, irf_fwhm_s=1e-9)
+    assert (none.decay_start_s, none.background_cps, none.irf_fwhm_s) == (0.0, 0.0, 1e-9)
