@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -365,9 +365,10 @@ class PhotonAnalysis:
                 add_photons(acc, macrotime, microtime, channel)
 
     def new_flid(self, t0_ticks: int, flid_bin_s: float) -> Flid:
-        """A FLID accumulator of this stream's units with bin 0 at ``t0_ticks``."""
+        """A FLID accumulator of this stream's units (with microtimes), bin 0 at ``t0_ticks``."""
         n_channels = max(self.channels, default=0) + 1
-        return flid_accumulator(self.units, flid_bin_s, t0_ticks=t0_ticks, n_channels=n_channels)
+        flid = flid_accumulator(self.units, flid_bin_s, t0_ticks=t0_ticks, n_channels=n_channels)
+        return cast(Flid, flid)
 
     @property
     def decay(self) -> DecayHistogram | None:

@@ -70,22 +70,25 @@ def peak_field(k: int) -> str:
 #: The g2 peak-area fields, ``peak_m3`` .. ``peak_p3``.
 G2_PEAK_FIELDS = tuple(peak_field(k) for k in range(-G2_PEAKS, G2_PEAKS + 1))
 
-# The peak areas are fields of their own (see ``peak_field``).
-G2Row = TypedDict(
-    "G2Row",
-    {
-        "segment": int,
-        "bias_v": float,
-        "g2_zero": float,
-        "g2_zero_stderr": float,
-        "period_ns": float,
-        **dict.fromkeys(G2_PEAK_FIELDS, int),
-        "tau_s": NDArray,
-        "counts": NDArray,
-        "g2": NDArray,
-    },
-)
-G2Row.__doc__ = "One segment's g2: g2(0), the peak areas and the histogram."
+
+class G2Row(TypedDict):
+    """One segment's g2: g2(0), the peak areas (``G2_PEAK_FIELDS``) and the histogram."""
+
+    segment: int
+    bias_v: float
+    g2_zero: float
+    g2_zero_stderr: float
+    period_ns: float
+    peak_m3: int
+    peak_m2: int
+    peak_m1: int
+    peak_0: int
+    peak_p1: int
+    peak_p2: int
+    peak_p3: int
+    tau_s: NDArray
+    counts: NDArray
+    g2: NDArray
 
 
 class BiasDependenceRow(TypedDict):

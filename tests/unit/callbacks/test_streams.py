@@ -13,7 +13,7 @@ from rawrun import RawRun, simulate_steps
 import qd_bluesky.report
 from qd_bluesky.callbacks import DERIVED_STREAMS, STREAM_FIELDS, AnalysisSettings, LiveAnalyzer
 from qd_bluesky.callbacks._engine import ColumnRows, RunAnalysis
-from qd_bluesky.callbacks._streams import REPLAY_COMPARED, ROW_TYPES
+from qd_bluesky.callbacks._streams import G2_PEAK_FIELDS, REPLAY_COMPARED, ROW_TYPES
 
 SETTINGS = AnalysisSettings(calibration_photons=5_000, window_s=1.0)
 
@@ -68,6 +68,7 @@ def cycling_rows(tmp_path_factory) -> dict[str, list]:
 
 def test_stream_names_and_row_types_agree():
     assert DERIVED_STREAMS == tuple(ROW_TYPES) == tuple(STREAM_FIELDS)
+    assert set(G2_PEAK_FIELDS) <= set(STREAM_FIELDS["g2"])
     for stream, fields in REPLAY_COMPARED.items():
         assert stream in STREAM_FIELDS and set(fields) <= set(STREAM_FIELDS[stream])
 
