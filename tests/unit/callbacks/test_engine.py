@@ -96,3 +96,21 @@ def test_live_equals_replay_on_synthetic_documents(photons, tmp_path):
     for stream, fields in live.items():
         for key, values in fields.items():
             np.testing.assert_array_equal(values, replayed[stream][key], err_msg=stream + key)
+
+
+def test_the_derived_start_records_the_same_settings():
+    """The settings in the derived start (which a replay reads back) keep their names."""
+    md = AnalysisSettings().metadata()
+    assert set(md["settings"]) == {
+        "flid_bin_s",
+        "trace_bin_s",
+        "trace_event_s",
+        "calibration_photons",
+        "irf_fwhm_s",
+        "step_rows",
+        "window_s",
+        "flid_map_bins",
+        "state_tolerance",
+        "start_window_v",
+    }
+    assert (md["flid_bin_ms"], md["trace_bin_ms"], md["irf_fwhm_ns"]) == (20.0, 1.0, 0.4)
