@@ -17,7 +17,7 @@ from ._dwell import (
 )
 from ._errors import AnalysisError, PhotonFileError, QdBlueskyError
 from ._files import PhotonFileWarning
-from ._fit import DecayFit, fit_decay
+from ._fit import DecayFit, DecayFits, fit_decay, fit_decay_models
 from ._flid import Flid, FlidResult, flid_lifetimes
 from ._g2 import G2Pulsed, G2Result
 from ._io import read_photons
@@ -30,7 +30,21 @@ from ._photon_hdf5 import (
     write_photon_hdf5,
 )
 from ._photons import PhotonTable
-from ._pipeline import PhotonAnalysis, StreamUnits
+from ._pipeline import (
+    DEFAULT_CHANNELS,
+    Binned,
+    FitResults,
+    FlidCalibration,
+    PhotonAnalysis,
+    PhotonSettings,
+    StreamUnits,
+    StretchAccumulator,
+    add_photons,
+    fit_accumulated,
+    flid_accumulator,
+    per_bin_arrays,
+    trace_accumulator,
+)
 from ._ptu import read_ptu
 from ._scaling import (
     GammaRatio,
@@ -58,15 +72,26 @@ __all__ = [
     "FlidResult",
     "G2Pulsed",
     "G2Result",
+    "Binned",
     "IntensityTrace",
+    "StretchAccumulator",
+    "add_photons",
+    "flid_accumulator",
     "flid_lifetimes",
+    "per_bin_arrays",
+    "trace_accumulator",
     # fits and models
     "DecayFit",
+    "DecayFits",
+    "FitResults",
+    "FlidCalibration",
     "GammaRatio",
     "ScalingModel",
     "decay_rate_ratio",
     "estimate_decay_start",
+    "fit_accumulated",
     "fit_decay",
+    "fit_decay_models",
     "gamma_ratio_from_flid",
     "gamma_ratio_from_pairs",
     "gaussian_irf",
@@ -88,7 +113,9 @@ __all__ = [
     "group_levels",
     "segment_blinking",
     # whole-file analysis
+    "DEFAULT_CHANNELS",
     "PhotonAnalysis",
+    "PhotonSettings",
     "StreamUnits",
     "analyze_file",
 ]

@@ -1,34 +1,58 @@
-"""All streaming accumulators of one photon stream behind one ``add()``.
+"""The streaming accumulators of one photon stream, their composition and the one fit step.
 
-The same object serves a whole file (:func:`analyze_file`), a live acquisition fed chunk by chunk,
-and a replay: every accumulator is exact under chunking, so the three give the same numbers.
+The analysis is built from small parts that a caller schedules as it needs:
+
+* the binned accumulators: :func:`trace_accumulator` (counts per bin) and
+  :func:`flid_accumulator` (a FLID where the stream has microtimes, else its intensity axis),
+  fed through :func:`add_photons` and read per bin through :func:`per_bin_arrays`;
+* :class:`StretchAccumulator`: the photons, time span, decay histogram and pulsed g2 of one
+  stretch of the stream (a whole file, one segment of a run, the calibration rows);
+* the fit step, :meth:`StretchAccumulator.results` (:func:`fit_accumulated`): the project's
+  decay fit, the mono-exponential behind it, and g2.
+
+:class:`PhotonAnalysis` composes them for a whole file (:func:`analyze_file`); the live analyzer
+(``qd_bluesky.callbacks``) schedules the same parts per segment and per window. Every accumulator
+is exact under chunking, so a file, a live run fed chunk by chunk and its replay agree.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._accumulators import DecayHistogram, IntensityTrace
 from ._errors import AnalysisError
-from ._fit import DecayFit, fit_decay
+from ._fit import DEFAULT_IRF_FWHM_S, FIT_MIN_COUNTS, DecayFit, fit_decay_models
+from ._flid import MIN_COUNTS as FLID_MIN_COUNTS  # fewer photons in a bin: NaN (JSON null)
 from ._flid import Flid, FlidResult
 from ._g2 import G2Pulsed, G2Result
 from ._photons import PhotonTable
 
-#: A FLID bin needs this many photons for a lifetime; fewer give NaN (null in JSON).
-FLID_MIN_COUNTS = 20
-#: A whole-decay fit needs this many photons.
-FIT_MIN_COUNTS = 200
-#: IRF assumed when none is measured: the TCSPC + APD response of the paper's set-up.
-DEFAULT_IRF_FWHM_S = 0.4e-9
-#: A bi-exponential replaces the mono-exponential when the Poisson deviance drops by more than this
-#: (a likelihood-ratio test with 2 extra parameters at p ~ 1e-6) and both components carry weight.
-BI_EXP_DEVIANCE_GAIN = 30.0
-BI_EXP_MIN_FRACTION = 0.03
+#: Detector channels of the card (two APDs behind a beam splitter); g2 is computed between them.
+DEFAULT_CHANNELS = (0, 1)
+
+
+@dataclass(frozen=True)
+class PhotonSettings:
+    """The analysis defaults, defined here once for every caller.
+
+    Attributes
+    ----------
+    flid_bin_s
+        FLID time bin (20 ms in the paper).
+    trace_bin_s
+        Intensity-trace bin (1 ms in the paper).
+    irf_fwhm_s
+        Gaussian IRF assumed in the fits (the set-up's ~400 ps).
+    """
+
+    flid_bin_s: float = 20e-3
+    trace_bin_s: float = 1e-3
+    irf_fwhm_s: float = DEFAULT_IRF_FWHM_S
 
 
 @dataclass(frozen=True)
@@ -57,8 +81,229 @@ class StreamUnits:
         return self.mode == "T3" and bool(self.rep_rate_hz) and self.microtime_unit_s is not None
 
 
+# ---- binned accumulators ------------------------------------------------------------------
+
+Binned = IntensityTrace | Flid
+
+
+def trace_accumulator(
+    units: StreamUnits, bin_s: float, *, t0_ticks: int, n_channels: int
+) -> IntensityTrace:
+    """Counts per ``bin_s`` bin and channel, bin 0 at ``t0_ticks``."""
+    return IntensityTrace(bin_s, units.macrotime_unit_s, t0_ticks=t0_ticks, n_channels=n_channels)
+
+
+def flid_accumulator(units: StreamUnits, bin_s: float, *, t0_ticks: int, n_channels: int) -> Binned:
+    """The FLID's accumulator: a :class:`Flid` with microtimes, else its intensity axis alone."""
+    if not units.pulsed:
+        return trace_accumulator(units, bin_s, t0_ticks=t0_ticks, n_channels=n_channels)
+    return Flid(
+        bin_s,
+        units.macrotime_unit_s,
+        units.microtime_unit_s,
+        units.microtime_bins,
+        t0_ticks=t0_ticks,
+    )
+
+
+def add_photons(acc: Binned, macrotime: NDArray, microtime: NDArray, channel: NDArray) -> None:
+    """Feed one chunk of photons to a binned accumulator, whichever columns it takes."""
+    if isinstance(acc, Flid):
+        acc.add(macrotime, microtime)
+    else:
+        acc.add(macrotime, channel)
+
+
+def per_bin_arrays(acc: Binned) -> tuple[NDArray, ...]:
+    """A binned accumulator's arrays, first axis its bins so far.
+
+    A :class:`Flid` gives its counts and microtime histograms, an :class:`IntensityTrace` its
+    counts of all channels together.
+    """
+    if isinstance(acc, Flid):
+        return acc.counts, acc.histograms
+    return (acc.total,)
+
+
+# ---- one stretch of photons and the fit step -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitResults:
+    """What the fit step makes of a stretch's histograms.
+
+    Attributes
+    ----------
+    decay
+        The decay histogram of all channels together (empty without microtimes).
+    fit
+        The project's fit (bi-exponential where the data demand it, else mono-exponential),
+        None without microtimes or when the fit failed.
+    mono
+        The mono-exponential fit (None likewise).
+    problem
+        Why there is no fit (too few photons, no decay), None otherwise.
+    g2
+        The pulsed g2, None without it.
+    """
+
+    decay: NDArray[np.int64]
+    fit: DecayFit | None
+    mono: DecayFit | None
+    problem: str | None
+    g2: G2Result | None
+
+
+def fit_accumulated(
+    units: StreamUnits,
+    decay: DecayHistogram | None,
+    g2: G2Pulsed | None,
+    *,
+    irf_fwhm_s: float = DEFAULT_IRF_FWHM_S,
+) -> FitResults:
+    """The fit step: the decay fits (a failure is a ``problem``, not an error) and g2.
+
+    Parameters
+    ----------
+    units
+        Units of the stream.
+    decay, g2
+        The accumulated histograms (None where the stream has none).
+    irf_fwhm_s
+        Gaussian IRF of the fits.
+
+    Returns
+    -------
+    FitResults
+    """
+    fit = mono = problem = None
+    counts = decay.summed if decay is not None else np.zeros(0, dtype=np.int64)
+    if decay is not None:
+        try:
+            fits = fit_decay_models(
+                counts,
+                units.microtime_unit_s,
+                period_s=1.0 / units.rep_rate_hz,
+                irf_fwhm_s=irf_fwhm_s,
+            )
+            fit, mono = fits.best, fits.mono
+        except AnalysisError as exc:  # too few photons, no decay: a NaN, not a failure
+            problem = str(exc)
+    return FitResults(counts, fit, mono, problem, None if g2 is None else g2.result())
+
+
+@dataclass(frozen=True)
+class FlidCalibration:
+    """What the FLID's per-bin lifetimes take from a whole-decay fit.
+
+    Attributes
+    ----------
+    decay_start_s
+        Time of zero delay in the microtime frame.
+    background_cps
+        Flat background rate, all detectors together.
+    irf_fwhm_s
+        Gaussian IRF of the fit.
+    """
+
+    decay_start_s: float
+    background_cps: float
+    irf_fwhm_s: float
+
+
+class StretchAccumulator:
+    """Photons, time span, decay histogram and pulsed g2 of one stretch of a stream.
+
+    Parameters
+    ----------
+    units
+        Units of the stream; without microtimes there is neither decay nor g2.
+    channels
+        Detector channels; g2 is computed between the first two.
+    with_g2
+        Accumulate g2 (when the stream allows it).
+    """
+
+    def __init__(
+        self, units: StreamUnits, channels: tuple[int, ...], *, with_g2: bool = True
+    ) -> None:
+        self.units = units
+        channels = tuple(sorted(channels))
+        n_channels = max(channels, default=0) + 1
+        self.photons = 0
+        self.first_ticks: int | None = None
+        self.last_ticks: int | None = None
+        self.decay: DecayHistogram | None = None
+        self.g2: G2Pulsed | None = None
+        if units.pulsed:
+            self.decay = DecayHistogram(units.microtime_bins, n_channels=n_channels)
+            if with_g2 and len(channels) >= 2:
+                self.g2 = G2Pulsed(
+                    channels[0],
+                    channels[1],
+                    macrotime_unit_s=units.macrotime_unit_s,
+                    microtime_unit_s=units.microtime_unit_s,
+                )
+
+    def add(self, macrotime: NDArray, microtime: NDArray, channel: NDArray) -> None:
+        """Accumulate one chunk of photons (in time order, after the previous chunk)."""
+        if len(macrotime) == 0:
+            return
+        self.photons += len(macrotime)
+        if self.first_ticks is None:
+            self.first_ticks = int(macrotime[0])
+        self.last_ticks = int(macrotime[-1])
+        if self.decay is not None:
+            self.decay.add(microtime, channel)
+        if self.g2 is not None:
+            self.g2.add(macrotime, microtime, channel)
+
+    @property
+    def duration_s(self) -> float:
+        """Time from the stretch's first photon to its last."""
+        if self.first_ticks is None:
+            return 0.0
+        return (self.last_ticks - self.first_ticks) * self.units.macrotime_unit_s
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held by the decay and g2 accumulators (fixed-size histograms
+        and g2's short tail of the previous chunk)."""
+        return sum(
+            v.nbytes
+            for part in (self.decay, self.g2)
+            if part is not None
+            for v in vars(part).values()
+            if isinstance(v, np.ndarray)
+        )
+
+    def results(self, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S) -> FitResults:
+        """The fit step on what has been accumulated (see :func:`fit_accumulated`)."""
+        return fit_accumulated(self.units, self.decay, self.g2, irf_fwhm_s=irf_fwhm_s)
+
+    def flid_calibration(
+        self, fit: DecayFit | None, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S
+    ) -> FlidCalibration:
+        """Decay start and background of this stretch's ``fit``, for the FLID lifetimes.
+
+        The fit's background fraction of this stretch's photons over its time gives the rate;
+        without a fit, the decay starts at 0 with no background and the IRF is ``irf_fwhm_s``.
+        """
+        if fit is None:
+            return FlidCalibration(0.0, 0.0, irf_fwhm_s)
+        duration = max(self.duration_s, self.units.macrotime_unit_s)
+        return FlidCalibration(
+            fit.shift_s,
+            fit.background_fraction * self.photons / duration,
+            fit.irf_fwhm_s if fit.irf_fwhm_s else irf_fwhm_s,
+        )
+
+
 class PhotonAnalysis:
     """Intensity trace, decay histograms, FLID and g2 of one photon stream, fed in chunks.
+
+    A composition of :func:`trace_accumulator`, :func:`flid_accumulator` and one
+    :class:`StretchAccumulator` over the whole stream.
 
     Parameters
     ----------
@@ -75,16 +320,21 @@ class PhotonAnalysis:
         Accumulate the FLID (per-bin histograms, memory growing with the stream's length).
         Without, :meth:`summary` leaves the FLID empty and a caller computes it window by
         window (``analyze_file`` on a long file).
+
+    Raises
+    ------
+    ValueError
+        A bin width that is not positive.
     """
 
     def __init__(
         self,
         units: StreamUnits,
         *,
-        flid_bin_s: float = 20e-3,
-        trace_bin_s: float = 1e-3,
+        flid_bin_s: float = PhotonSettings.flid_bin_s,
+        trace_bin_s: float = PhotonSettings.trace_bin_s,
         t0_ticks: int = 0,
-        channels: tuple[int, ...] = (0, 1),
+        channels: tuple[int, ...] = DEFAULT_CHANNELS,
         with_flid: bool = True,
     ) -> None:
         if not flid_bin_s > 0 or not trace_bin_s > 0:
@@ -92,96 +342,79 @@ class PhotonAnalysis:
         self.units = units
         self.channels = tuple(sorted(channels))
         n_channels = max(self.channels, default=0) + 1
-        self.n_photons = 0
         self._summary_fit: tuple[int, DecayFit | None] = (-1, None)
-        self.first_ticks: int | None = None
-        self.last_ticks: int | None = None
-        self.trace = IntensityTrace(
-            trace_bin_s, units.macrotime_unit_s, t0_ticks=t0_ticks, n_channels=n_channels
-        )
-        self.decay: DecayHistogram | None = None
+        self.trace = trace_accumulator(units, trace_bin_s, t0_ticks=t0_ticks, n_channels=n_channels)
+        self.stretch = StretchAccumulator(units, self.channels)
         self.flid: Flid | None = None
-        self.g2: G2Pulsed | None = None
         # Without microtimes the FLID reduces to its intensity axis.
         self.flid_trace: IntensityTrace | None = None
         if not units.pulsed:
-            self.flid_trace = IntensityTrace(
-                flid_bin_s, units.macrotime_unit_s, t0_ticks=t0_ticks, n_channels=n_channels
+            self.flid_trace = trace_accumulator(
+                units, flid_bin_s, t0_ticks=t0_ticks, n_channels=n_channels
             )
-        else:
-            self.decay = DecayHistogram(units.microtime_bins, n_channels=n_channels)
-            if with_flid:
-                self.flid = self.new_flid(t0_ticks, flid_bin_s)
-            if len(self.channels) >= 2:
-                self.g2 = G2Pulsed(
-                    self.channels[0],
-                    self.channels[1],
-                    macrotime_unit_s=units.macrotime_unit_s,
-                    microtime_unit_s=units.microtime_unit_s,
-                )
+        elif with_flid:
+            self.flid = self.new_flid(t0_ticks, flid_bin_s)
 
     def add(self, macrotime: np.ndarray, microtime: np.ndarray, channel: np.ndarray) -> None:
         """Accumulate one chunk of photons (in time order, after the previous chunk)."""
         if len(macrotime) == 0:
             return
-        self.n_photons += len(macrotime)
-        if self.first_ticks is None:
-            self.first_ticks = int(macrotime[0])
-        self.last_ticks = int(macrotime[-1])
-        self.trace.add(macrotime, channel)
-        if self.flid_trace is not None:
-            self.flid_trace.add(macrotime, channel)
-        if self.decay is not None:
-            self.decay.add(microtime, channel)
-        if self.flid is not None:
-            self.flid.add(macrotime, microtime)
-        if self.g2 is not None:
-            self.g2.add(macrotime, microtime, channel)
+        self.stretch.add(macrotime, microtime, channel)
+        for acc in (self.trace, self.flid_trace, self.flid):
+            if acc is not None:
+                add_photons(acc, macrotime, microtime, channel)
 
     def new_flid(self, t0_ticks: int, flid_bin_s: float) -> Flid:
-        """A FLID accumulator of this stream's units with bin 0 at ``t0_ticks``."""
-        u = self.units
-        return Flid(
-            flid_bin_s,
-            u.macrotime_unit_s,
-            u.microtime_unit_s,
-            u.microtime_bins,
-            t0_ticks=t0_ticks,
-        )
+        """A FLID accumulator of this stream's units (with microtimes), bin 0 at ``t0_ticks``."""
+        n_channels = max(self.channels, default=0) + 1
+        flid = flid_accumulator(self.units, flid_bin_s, t0_ticks=t0_ticks, n_channels=n_channels)
+        return cast(Flid, flid)
+
+    @property
+    def decay(self) -> DecayHistogram | None:
+        return self.stretch.decay
+
+    @property
+    def g2(self) -> G2Pulsed | None:
+        return self.stretch.g2
+
+    @property
+    def n_photons(self) -> int:
+        return self.stretch.photons
+
+    @property
+    def first_ticks(self) -> int | None:
+        return self.stretch.first_ticks
+
+    @property
+    def last_ticks(self) -> int | None:
+        return self.stretch.last_ticks
 
     @property
     def duration_s(self) -> float:
-        if self.first_ticks is None:
-            return 0.0
-        return (self.last_ticks - self.first_ticks) * self.units.macrotime_unit_s
+        return self.stretch.duration_s
 
     # ---- estimators over what has been accumulated ----
 
     def fit(self, *, irf_fwhm_s: float = DEFAULT_IRF_FWHM_S) -> DecayFit:
-        """Whole-decay fit: bi-exponential where the data demand it, else mono-exponential."""
+        """Whole-decay fit: bi-exponential where the data demand it, else mono-exponential.
+
+        Raises
+        ------
+        AnalysisError
+            No microtimes, too few photons, or no decay to fit.
+        """
         if self.decay is None:
             raise AnalysisError(
                 "no microtimes: a lifetime needs T3 data with a laser sync "
                 f"(this stream is {self.units.mode})"
             )
-        counts = self.decay.summed
-        if counts.sum() < FIT_MIN_COUNTS:
-            raise AnalysisError(
-                f"too few photons for a decay fit ({int(counts.sum())} < {FIT_MIN_COUNTS})"
-            )
-        kw = dict(period_s=1.0 / self.units.rep_rate_hz, irf_fwhm_s=irf_fwhm_s)
-        mono = fit_decay(counts, self.units.microtime_unit_s, model="mono", **kw)
-        try:
-            bi = fit_decay(counts, self.units.microtime_unit_s, model="bi", **kw)
-        except AnalysisError:
-            return mono
-        if (
-            bi.converged
-            and mono.deviance - bi.deviance > BI_EXP_DEVIANCE_GAIN
-            and min(bi.fraction) > BI_EXP_MIN_FRACTION
-        ):
-            return bi
-        return mono
+        return fit_decay_models(
+            self.decay.summed,
+            self.units.microtime_unit_s,
+            period_s=1.0 / self.units.rep_rate_hz,
+            irf_fwhm_s=irf_fwhm_s,
+        ).best
 
     def flid_result(
         self,
@@ -198,18 +431,13 @@ class PhotonAnalysis:
         flid = flid or self.flid
         if flid is None:
             return None
-        duration = max(self.duration_s, self.units.macrotime_unit_s)
-        if fit is not None:
-            decay_start = fit.shift_s
-            background_cps = fit.background_fraction * self.n_photons / duration
-        else:
-            decay_start, background_cps = 0.0, 0.0
+        cal = self.stretch.flid_calibration(fit, irf_fwhm_s=irf_fwhm_s)
         return flid.result(
-            decay_start_s=decay_start,
-            background_cps=background_cps,
+            decay_start_s=cal.decay_start_s,
+            background_cps=cal.background_cps,
             period_s=1.0 / self.units.rep_rate_hz,
             min_counts=FLID_MIN_COUNTS,
-            irf_fwhm_s=irf_fwhm_s if fit is None else fit.irf_fwhm_s,
+            irf_fwhm_s=cal.irf_fwhm_s,
         )
 
     def g2_result(self) -> G2Result | None:

@@ -14,7 +14,6 @@ Example::
 
 from ._engine import AnalysisSettings, Calibration, RunAnalysis
 from ._live import (
-    DERIVED_STREAMS,
     LiveAnalyzer,
     RunOutcome,
     SerializedCallback,
@@ -23,6 +22,7 @@ from ._live import (
 )
 from ._plots import LivePhotonPlots
 from ._replay import ReplayResult, compare_derived_runs, find_live_derived, replay
+from ._streams import DERIVED_STREAMS, STREAM_FIELDS
 
 __all__ = [
     "DERIVED_STREAMS",
@@ -33,6 +33,7 @@ __all__ = [
     "ReplayResult",
     "RunAnalysis",
     "RunOutcome",
+    "STREAM_FIELDS",
     "SerializedCallback",
     "compare_derived_runs",
     "find_live_derived",

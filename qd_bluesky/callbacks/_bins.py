@@ -11,27 +11,27 @@ as in one accumulator over the whole run: the result does not depend on the wind
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from qd_bluesky.analysis import Binned, add_photons, per_bin_arrays
 
 Arrays = tuple[NDArray, ...]
 
 
 class WindowedBins:
-    """Per-bin sums of one accumulator type (``IntensityTrace``, ``Flid``) in windows.
+    """Per-bin sums of one binned accumulator type (``IntensityTrace``, ``Flid``) in windows.
+
+    Photons go in through the analysis's ``add_photons`` and bins come out through its
+    ``per_bin_arrays``, whichever of the two types ``make`` builds.
 
     Parameters
     ----------
     make
         ``make(t0_ticks)`` returns a fresh accumulator whose bin 0 starts at ``t0_ticks``.
-    arrays
-        ``arrays(acc)`` returns the accumulator's per-bin arrays (first axis: its bins so far).
-    add
-        ``add(acc, macrotime, microtime, channel)`` feeds photons.
-    t0_ticks, ticks_per_bin
-        Alignment and width of the global bins (as the accumulator computes them).
+    t0_ticks
+        Alignment of the global bins (their width is the accumulator's ``ticks_per_bin``).
     window_bins
         Bins per window; None for a single window over the whole run (used when the bin width
         is not a whole number of ticks, so that windows could not align exactly).
@@ -39,17 +39,15 @@ class WindowedBins:
 
     def __init__(
         self,
-        make: Callable[[int], Any],
-        arrays: Callable[[Any], Arrays],
-        add: Callable[..., None],
+        make: Callable[[int], Binned],
         *,
         t0_ticks: int,
-        ticks_per_bin: float,
         window_bins: int | None,
     ) -> None:
-        self._make, self._arrays, self._add = make, arrays, add
+        self._make = make
+        self._acc = make(int(t0_ticks))
+        self.ticks_per_bin = float(self._acc.ticks_per_bin)
         self.t0_ticks = int(t0_ticks)
-        self.ticks_per_bin = float(ticks_per_bin)
         if window_bins is not None:
             ticks = window_bins * self.ticks_per_bin
             if not (self.ticks_per_bin.is_integer() and ticks.is_integer()):
@@ -57,8 +55,7 @@ class WindowedBins:
         self.window_bins = window_bins
         self._window_ticks = None if window_bins is None else int(window_bins * self.ticks_per_bin)
         self._window = 0
-        self._acc = make(self.t0_ticks)
-        template = arrays(self._acc)
+        template = per_bin_arrays(self._acc)
         self._tails = [(a.shape[1:], a.dtype) for a in template]
         #: Windows that ended but whose bins were not all handed out: (first global bin, arrays).
         self._closed: list[tuple[int, Arrays]] = []
@@ -66,6 +63,11 @@ class WindowedBins:
         self.taken = 0
         #: Global bin of the latest photon (-1 before any).
         self.last_bin = -1
+
+    @property
+    def accumulator(self) -> Binned:
+        """The open window's accumulator (all windows share its settings)."""
+        return self._acc
 
     def bin_of(self, macrotime: int) -> int:
         """Global bin of a macrotime, computed as the numba kernels do."""
@@ -77,19 +79,19 @@ class WindowedBins:
         if n == 0:
             return
         if self._window_ticks is None:
-            self._add(self._acc, macrotime, microtime, channel)
+            add_photons(self._acc, macrotime, microtime, channel)
         else:
             pos = 0
             while pos < n:
                 edge = self.t0_ticks + (self._window + 1) * self._window_ticks
                 cut = pos + int(np.searchsorted(macrotime[pos:], edge, side="left"))
                 if cut > pos:
-                    self._add(self._acc, macrotime[pos:cut], microtime[pos:cut], channel[pos:cut])
+                    add_photons(self._acc, macrotime[pos:cut], microtime[pos:cut], channel[pos:cut])
                 if cut == n:
                     break
                 # The window is complete: keep its bins until handed out, start the one that
                 # holds the next photon (windows without photons hold only empty bins).
-                self._closed.append((self._window * self.window_bins, self._arrays(self._acc)))
+                self._closed.append((self._window * self.window_bins, per_bin_arrays(self._acc)))
                 self._window = int(macrotime[cut] - self.t0_ticks) // self._window_ticks
                 self._acc = self._make(self.t0_ticks + self._window * self._window_ticks)
                 pos = cut
@@ -98,7 +100,7 @@ class WindowedBins:
     @property
     def nbytes(self) -> int:
         """Bytes of the per-bin arrays held: windows not yet handed out and the open one."""
-        held = [*self._closed, (0, self._arrays(self._acc))]
+        held = [*self._closed, (0, per_bin_arrays(self._acc))]
         return sum(a.nbytes for _, arrays in held for a in arrays)
 
     def take(self, upto: int) -> Arrays:
@@ -107,7 +109,7 @@ class WindowedBins:
         upto = max(upto, first)
         out = tuple(np.zeros((upto - first, *tail), dtype=dt) for tail, dt in self._tails)
         current_first = 0 if self.window_bins is None else self._window * self.window_bins
-        for start, arrays in [*self._closed, (current_first, self._arrays(self._acc))]:
+        for start, arrays in [*self._closed, (current_first, per_bin_arrays(self._acc))]:
             lo, hi = max(first, start), min(upto, start + len(arrays[0]))
             if hi > lo:
                 for o, a in zip(out, arrays, strict=True):

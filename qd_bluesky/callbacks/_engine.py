@@ -27,53 +27,64 @@ import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from qd_bluesky.analysis import (
+    DEFAULT_CHANNELS,
     AnalysisError,
-    Flid,
-    IntensityTrace,
     PhotonFileError,
     PhotonHdf5Reader,
+    PhotonSettings,
+    PhotonTable,
     ScalingModel,
     StreamUnits,
     estimate_decay_start,
+    flid_accumulator,
     flid_lifetimes,
     gamma_ratio_from_flid,
+    trace_accumulator,
 )
 
 from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
+from ._streams import (
+    BiasDependenceRow,
+    DecayRow,
+    FlidMapRow,
+    G2Row,
+    ReversibilityRow,
+    ScalingRow,
+    TraceRow,
+    peak_field,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Detector channels of the card (two APDs behind a beam splitter); g2 is computed between them.
-CHANNELS = (0, 1)
+CHANNELS = DEFAULT_CHANNELS
 
-Rows = dict[str, list[dict[str, Any]]]
+#: stream -> its new rows (dicts of its ``_streams`` row type; ``tomography``: a ColumnRows).
+Rows = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class AnalysisSettings:
+class AnalysisSettings(PhotonSettings):
     """How the live analyzer bins, calibrates and reports (recorded in the derived start).
+
+    The bins and the IRF (``flid_bin_s``, ``trace_bin_s``, ``irf_fwhm_s``) and their defaults
+    are the analysis's :class:`~qd_bluesky.analysis.PhotonSettings`.
 
     Attributes
     ----------
-    flid_bin_s
-        FLID time bin (20 ms in the paper).
-    trace_bin_s
-        Intensity-trace bin (1 ms in the paper).
     trace_event_s
         Data time per ``trace`` event.
     calibration_photons
         Rows of the file (from the first) whose decay gives the FLID's decay start and
         background (all rows if fewer).
-    irf_fwhm_s
-        Gaussian IRF assumed in the fits (the set-up's ~400 ps).
     step_rows
         Most rows read and analysed in one step; bounds the time a step holds a worker (and
         the memory of one read).
@@ -89,11 +100,8 @@ class AnalysisSettings:
         ``reversibility`` stream.
     """
 
-    flid_bin_s: float = 20e-3
-    trace_bin_s: float = 1e-3
     trace_event_s: float = 1.0
     calibration_photons: int = 50_000
-    irf_fwhm_s: float = 0.4e-9
     step_rows: int = 1 << 18
     window_s: float = 60.0
     flid_map_bins: tuple[int, int] = (40, 60)  # not square: Tiled names dims by size
@@ -234,7 +242,7 @@ class RunAnalysis:
         first = self.segments[k - 1].row if k >= 1 else row
         for seg, a, b in self.segments.pieces(first, self.rows_done):
             if seg >= 0:
-                self._accumulator(seg).add(self._read(a, b))
+                self._accumulator(seg).add(*_columns(self._read(a, b)))
 
     @property
     def has_work(self) -> bool:
@@ -258,57 +266,23 @@ class RunAnalysis:
         self._bias_log = BiasLog.open(self.path)
 
     def _start_bins(self, first_ticks: int) -> None:
-        """Align the trace and FLID bins to the first photon."""
+        """Align the trace and FLID bins to the first photon, in windows of ``window_s``."""
         s, u = self.settings, self.units
         self.t0_ticks = first_ticks
         n_ch = max(CHANNELS) + 1
-        trace = IntensityTrace(s.trace_bin_s, u.macrotime_unit_s, n_channels=n_ch)
         window_events = max(1, round(s.window_s / s.trace_event_s))
         self._trace = WindowedBins(
-            lambda t0: IntensityTrace(
-                s.trace_bin_s, u.macrotime_unit_s, t0_ticks=t0, n_channels=n_ch
-            ),
-            lambda acc: (acc.counts,),
-            lambda acc, m, _u, c: acc.add(m, c),
+            lambda t0: trace_accumulator(u, s.trace_bin_s, t0_ticks=t0, n_channels=n_ch),
             t0_ticks=first_ticks,
-            ticks_per_bin=trace.ticks_per_bin,
             window_bins=window_events * s.trace_bins_per_event,
         )
-        if u.pulsed:
-
-            def make_flid(t0: int) -> Flid:
-                return Flid(
-                    s.flid_bin_s,
-                    u.macrotime_unit_s,
-                    u.microtime_unit_s,
-                    u.microtime_bins,
-                    t0_ticks=t0,
-                )
-
-            probe = make_flid(first_ticks)
-            self._coarse_bin_s = probe.coarse_bin_s
-            flid_ticks = probe.ticks_per_bin
-            arrays = lambda acc: (acc.counts, acc.histograms)  # noqa: E731
-            add = lambda acc, m, mu, _c: acc.add(m, mu)  # noqa: E731
-        else:
-            # Without microtimes the FLID reduces to its intensity axis.
-            def make_flid(t0: int) -> IntensityTrace:
-                return IntensityTrace(
-                    s.flid_bin_s, u.macrotime_unit_s, t0_ticks=t0, n_channels=n_ch
-                )
-
-            flid_ticks = make_flid(first_ticks).ticks_per_bin
-            arrays = lambda acc: (acc.total,)  # noqa: E731
-            add = lambda acc, m, _u, c: acc.add(m, c)  # noqa: E731
-        window_flid = round(window_events * s.trace_event_s / s.flid_bin_s)
         self._flid = WindowedBins(
-            make_flid,
-            arrays,
-            add,
+            lambda t0: flid_accumulator(u, s.flid_bin_s, t0_ticks=t0, n_channels=n_ch),
             t0_ticks=first_ticks,
-            ticks_per_bin=flid_ticks,
-            window_bins=window_flid,
+            window_bins=round(window_events * s.trace_event_s / s.flid_bin_s),
         )
+        if u.pulsed:
+            self._coarse_bin_s = self._flid.accumulator.coarse_bin_s
         if self._flid.window_bins is None or self._trace.window_bins is None:
             logger.debug("bins are not whole numbers of ticks: one window for the whole run")
 
@@ -384,9 +358,9 @@ class RunAnalysis:
                         self._calibrating = SegmentAccumulator(
                             -1, math.nan, self.units, CHANNELS, with_g2=False
                         )
-                    self._calibrating.add(table)
+                    self._calibrating.add(*_columns(table))
                 if seg >= 0:
-                    self._accumulator(seg).add(table)
+                    self._accumulator(seg).add(*_columns(table))
         self.rows_done = target
 
     def _note_centres(self, m: NDArray, first_row: int) -> None:
@@ -427,12 +401,12 @@ class RunAnalysis:
             self._note(problem)
             self.calibration = Calibration(have, start, 0.0, irf, problem)
             return
-        duration = max(cal.duration_s, self.units.macrotime_unit_s)
+        flid_cal = acc.flid_calibration(fit, irf_fwhm_s=irf)
         self.calibration = Calibration(
             have,
-            float(fit.shift_s),
-            float(fit.background_fraction * have / duration),
-            float(fit.irf_fwhm_s if fit.irf_fwhm_s else irf),
+            float(flid_cal.decay_start_s),
+            float(flid_cal.background_cps),
+            float(flid_cal.irf_fwhm_s),
         )
 
     # -- reporting ------------------------------------------------------------------------------
@@ -447,10 +421,8 @@ class RunAnalysis:
         bin_s = t.ticks_per_bin * self.units.macrotime_unit_s
         while self._trace_events < complete:
             k = self._trace_events
-            (counts,) = t.take((k + 1) * per)
-            out["trace"].append(
-                {"time_s": k * per * bin_s, "counts": counts.sum(axis=1).astype(np.int64)}
-            )
+            (counts,) = t.take((k + 1) * per)  # all channels together
+            out["trace"].append(TraceRow(time_s=k * per * bin_s, counts=counts.astype(np.int64)))
             self._trace_events += 1
 
     def _report_flid(self, out: Rows, final: bool) -> None:
@@ -583,7 +555,7 @@ class RunAnalysis:
             out["tomography"] = self._tomography(flid, ok, model)  # paged, see ColumnRows
             out["reversibility"].extend(self._reversibility(flid))
 
-    def _reversibility(self, flid: dict[str, NDArray]) -> list[dict[str, Any]]:
+    def _reversibility(self, flid: dict[str, NDArray]) -> list[ReversibilityRow]:
         """Intensity and lifetime at the start of every cycle: does the dot come back to X0?
 
         Per segment (one per cycle in ``bias_cycling``), the leading FLID bins whose bias lies
@@ -617,8 +589,8 @@ class RunAnalysis:
         return rows
 
     def _bias_dependence(
-        self, summaries: list[dict[str, float]], scaling: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
+        self, summaries: list[dict[str, float]], scaling: ScalingRow | None
+    ) -> list[BiasDependenceRow]:
         """Lifetime and intensity per bias, and their ratios to the neutral exciton at 0 V.
 
         The reference is the paper's: the X0 state of the 0 V trace (its FLID cluster), so
@@ -651,7 +623,7 @@ class RunAnalysis:
             )
         return rows
 
-    def _flid_map(self, flid: dict[str, NDArray]) -> dict[str, Any]:
+    def _flid_map(self, flid: dict[str, NDArray]) -> FlidMapRow:
         n_i, n_t = self.settings.flid_map_bins
         ok = np.isfinite(flid["lifetime_ns"])
         inten, life = flid["intensity_cps"][ok], flid["lifetime_ns"][ok]
@@ -668,9 +640,9 @@ class RunAnalysis:
 
     def _scaling(
         self, flid: dict[str, NDArray], near_zero: NDArray, ok: NDArray, reference: str
-    ) -> tuple[dict[str, Any], ScalingModel | None]:
+    ) -> tuple[ScalingRow, ScalingModel | None]:
         nan = math.nan
-        row: dict[str, Any] = {
+        row: ScalingRow = {
             "gamma_ratio": nan,
             "gamma_ratio_stderr": nan,
             "tau_x0_ns": nan,
@@ -757,6 +729,10 @@ class RunAnalysis:
         self._reader = self._bias_log = None
 
 
+def _columns(table: PhotonTable) -> tuple[NDArray, NDArray, NDArray]:
+    return table.macrotime, table.microtime, table.channel
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if (math.isfinite(a) and math.isfinite(b) and b != 0) else math.nan
 
@@ -793,7 +769,7 @@ def _rows(columns: dict[str, NDArray]) -> list[dict[str, Any]]:
     return [{k: v[i] for k, v in lists.items()} for i in range(n)]
 
 
-def _decay_row(r: SegmentResult, units: StreamUnits) -> dict[str, Any]:
+def _decay_row(r: SegmentResult, units: StreamUnits) -> DecayRow:
     # Components as scalar fields: TiledWriter keeps arrays of <= 16 elements in the SQL
     # table as lists, which its SQLite storage refuses.
     nan = math.nan
@@ -835,12 +811,7 @@ def _decay_row(r: SegmentResult, units: StreamUnits) -> dict[str, Any]:
     }
 
 
-def peak_field(k: int) -> str:
-    """Field of the g2 stream holding the coincidences of peak ``k`` (``peak_m1``, ...)."""
-    return f"peak_{'m' if k < 0 else 'p' if k > 0 else ''}{abs(k)}"
-
-
-def _g2_row(r: SegmentResult) -> dict[str, Any]:
+def _g2_row(r: SegmentResult) -> G2Row:
     g = r.g2
     row: dict[str, Any] = {
         "segment": r.segment,
@@ -857,4 +828,4 @@ def _g2_row(r: SegmentResult) -> dict[str, Any]:
         counts=np.asarray(g.counts, dtype=np.int64),
         g2=np.asarray(g.g2, dtype=np.float64),
     )
-    return row
+    return cast(G2Row, row)  # the peak fields are named at run time

@@ -39,23 +39,11 @@ from qd_bluesky.analysis import AnalysisError, QdBlueskyError
 
 from ._derived import DerivedRun
 from ._engine import AnalysisSettings, ColumnRows, RunAnalysis
+from ._streams import DERIVED_STREAMS
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[str, dict], Any]
-
-#: Order in which the streams of one step are emitted.
-DERIVED_STREAMS = (
-    "trace",
-    "flid",
-    "decay",
-    "g2",
-    "bias_dependence",
-    "flid_map",
-    "scaling",
-    "tomography",
-    "reversibility",
-)
 
 #: Rows per event page of the long at-stop streams (bounds the row dicts alive at once).
 PAGE_ROWS = 10_000

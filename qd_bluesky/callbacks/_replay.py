@@ -15,28 +15,12 @@ import numpy as np
 from ._derived import PLAN_NAME
 from ._engine import AnalysisSettings
 from ._live import LiveAnalyzer
+from ._streams import REPLAY_COMPARED
 
 if TYPE_CHECKING:
     from qd_bluesky.catalog import Catalog
 
 logger = logging.getLogger(__name__)
-
-#: What must be identical between the live and the replayed derived run: stream -> fields.
-#: The g2 peak fields (``peak_m3`` ... ``peak_p3``) are added from the stored run's fields.
-COMPARED = {
-    "flid": (
-        "time_s",
-        "intensity_cps",
-        "lifetime_ns",
-        "lifetime_stderr_ns",
-        "photons",
-        "segment",
-        "bias_v",
-    ),
-    "decay": ("segment", "photons", "counts"),
-    "g2": ("segment", "counts"),
-    "reversibility": ("segment", "bins", "intensity_cps", "lifetime_ns"),
-}
 
 
 @dataclass
@@ -94,7 +78,7 @@ class _Tee:
             self.streams[doc["uid"]] = doc["name"]
         elif name == "event_page":
             stream = self.streams.get(doc["descriptor"])
-            if stream in COMPARED:
+            if stream in REPLAY_COMPARED:
                 for key, values in doc["data"].items():
                     self.data[stream][key].extend(values)
         if self.callback is not None:
@@ -165,7 +149,7 @@ def compare_derived_runs(live: Any, replayed: Mapping[str, Mapping[str, Any]]) -
             f"the live derived run ended with exit_status {stop.get('exit_status')!r} "
             f"({stop.get('reason') or 'no reason'})"
         )
-    for stream, keys in COMPARED.items():
+    for stream, keys in REPLAY_COMPARED.items():
         mine = replayed.get(stream, {})
         if stream not in live:
             if mine:
@@ -174,8 +158,6 @@ def compare_derived_runs(live: Any, replayed: Mapping[str, Mapping[str, Any]]) -
         node = live[stream]
         available = set(node)
         names = list(keys)
-        if stream == "g2":
-            names += sorted(k for k in available if k.startswith("peak_"))
         # Only the compared fields: every array is a request of its own.
         dataset = node.read(variables=[k for k in names if k in available])
         stored = {k: dataset[k].values for k in dataset.data_vars}

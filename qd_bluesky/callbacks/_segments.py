@@ -19,10 +19,8 @@ from qd_bluesky.analysis import (
     AnalysisError,
     DecayFit,
     G2Result,
-    PhotonAnalysis,
-    PhotonTable,
     StreamUnits,
-    fit_decay,
+    StretchAccumulator,
 )
 
 #: A segment whose bias readback lies within this of 0 V is the 0 V reference (readback noise
@@ -137,12 +135,20 @@ class SegmentResult:
         return float(np.dot(self.fit.fraction, self.fit.tau_s))
 
 
-class SegmentAccumulator:
-    """Decay histogram and g2 of the rows of one segment, with the project's fit rule.
+class SegmentAccumulator(StretchAccumulator):
+    """Decay histogram and g2 of the rows of one segment, with the analysis's fit step.
 
-    The accumulation is that of :class:`~qd_bluesky.analysis.PhotonAnalysis` (whose decay and
-    g2 accumulators are used directly, the trace and FLID being done once for the whole run),
-    and so is the choice between a mono- and a bi-exponential fit.
+    The accumulators and the fit are the analysis package's (:class:`StretchAccumulator`);
+    this adds the segment's index and bias.
+
+    Parameters
+    ----------
+    index
+        The segment (-1: the calibration rows).
+    bias_v
+        The segment's bias readback.
+    units, channels, with_g2
+        As for :class:`StretchAccumulator`.
     """
 
     def __init__(
@@ -154,81 +160,25 @@ class SegmentAccumulator:
         *,
         with_g2: bool = True,
     ) -> None:
+        super().__init__(units, channels, with_g2=with_g2)
         self.index = index
         self.bias_v = bias_v
-        self.units = units
-        self._analysis = PhotonAnalysis(units, channels=channels)
-        self._with_g2 = with_g2
-        self.photons = 0
-        self.first_ticks: int | None = None
-        self.last_ticks: int | None = None
-
-    def add(self, table: PhotonTable) -> None:
-        n = len(table)
-        if n == 0:
-            return
-        self.photons += n
-        if self.first_ticks is None:
-            self.first_ticks = int(table.macrotime[0])
-        self.last_ticks = int(table.macrotime[-1])
-        a = self._analysis
-        if a.decay is not None:
-            a.decay.add(table.microtime, table.channel)
-        if a.g2 is not None and self._with_g2:
-            a.g2.add(table.macrotime, table.microtime, table.channel)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays held by the decay and g2 accumulators (fixed-size histograms
-        and g2's short tail of the previous chunk)."""
-        parts = (self._analysis.decay, self._analysis.g2)
-        return sum(
-            v.nbytes
-            for part in parts
-            if part is not None
-            for v in vars(part).values()
-            if isinstance(v, np.ndarray)
-        )
-
-    def _mono(self, decay: np.ndarray, irf_fwhm_s: float) -> DecayFit | None:
-        u = self.units
-        try:
-            return fit_decay(
-                decay,
-                u.microtime_unit_s,
-                period_s=1.0 / u.rep_rate_hz,
-                model="mono",
-                irf_fwhm_s=irf_fwhm_s,
-            )
-        except AnalysisError:
-            return None
-
-    @property
-    def duration_s(self) -> float:
-        """Time from the segment's first photon to its last."""
-        if self.first_ticks is None:
-            return 0.0
-        return (self.last_ticks - self.first_ticks) * self.units.macrotime_unit_s
 
     def result(self, *, irf_fwhm_s: float) -> SegmentResult:
-        a = self._analysis
-        fit = mono = problem = None
-        decay = a.decay.summed if a.decay is not None else np.zeros(0, dtype=np.int64)
-        if a.decay is not None:
-            try:
-                fit = a.fit(irf_fwhm_s=irf_fwhm_s)
-                mono = fit if fit.model == "mono" else self._mono(decay, irf_fwhm_s)
-            except AnalysisError as exc:  # too few photons, no decay: a NaN, not a failure
-                what = f"segment {self.index}" if self.index >= 0 else "the calibration rows"
-                problem = f"{what}: no decay fit ({exc})"
+        """The segment's histograms, fits and g2 (a failed fit leaves ``fit_problem``)."""
+        r = self.results(irf_fwhm_s=irf_fwhm_s)
+        problem = None
+        if r.problem is not None:
+            what = f"segment {self.index}" if self.index >= 0 else "the calibration rows"
+            problem = f"{what}: no decay fit ({r.problem})"
         return SegmentResult(
             segment=self.index,
             bias_v=self.bias_v,
             photons=self.photons,
             duration_s=self.duration_s,
-            decay=decay,
-            fit=fit,
-            mono=mono,
+            decay=r.decay,
+            fit=r.fit,
+            mono=r.mono,
             fit_problem=problem,
-            g2=a.g2_result() if self._with_g2 else None,
+            g2=r.g2,
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..callbacks import DERIVED_STREAMS
+from ..callbacks._streams import DERIVED_STREAMS
 
 #: stream -> field -> array, one row per event.
 DerivedData = dict[str, dict[str, np.ndarray]]

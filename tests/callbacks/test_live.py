@@ -350,10 +350,7 @@ def test_windowed_bins_equal_one_accumulator(window_bins):
     one.add(macro, micro)
     win = WindowedBins(
         lambda t: Flid(0.02, period, 25e-12, 16000, t0_ticks=t),
-        lambda acc: (acc.counts, acc.histograms),
-        lambda acc, m, u, _c: acc.add(m, u),
         t0_ticks=t0,
-        ticks_per_bin=one.ticks_per_bin,
         window_bins=window_bins,
     )
     got_counts, got_hist = [], []
