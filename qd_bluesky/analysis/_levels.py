@@ -249,7 +249,7 @@ def find_levels(
             raise ValueError(f"microtime {micro.shape} and macrotime {ticks.shape} differ")
         if microtime_unit_s is None or period_s is None:
             raise ValueError("lifetimes need microtime_unit_s and period_s")
-        hist, coarse_bin_s = _level_histograms(photons, micro, microtime_unit_s, period_s)
+        hist, coarse_bin_s = level_histograms(photons, micro, microtime_unit_s, period_s)
         fit = dict(
             coarse_bin_s=coarse_bin_s,
             period_s=period_s,
@@ -280,10 +280,14 @@ def find_levels(
     )
 
 
-def _level_histograms(
+def level_histograms(
     photons: NDArray[np.int64], microtime: NDArray, microtime_unit_s: float, period_s: float
 ) -> tuple[NDArray[np.uint32], float]:
-    """Coarse microtime histogram of each level (the FLID's coarse bins)."""
+    """Coarse microtime histogram of each level (the FLID's coarse bins) and the bins' width.
+
+    Level i holds the next ``photons[i]`` microtimes (the levels tile ``microtime`` in order);
+    give the result to :func:`flid_lifetimes` with the returned ``coarse_bin_s``.
+    """
     factor = max(1, round(COARSE_BIN_S / microtime_unit_s))
     n_coarse = math.ceil(period_s / (factor * microtime_unit_s) - 1e-9)
     coarse = microtime.astype(np.int64) // factor
