@@ -33,13 +33,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qd_bluesky.analysis import (
-    ChangePoints,
-    Levels,
     PowerLawFit,
     dwell_times,
     find_change_points,
     fit_power_law,
-    group_levels,
+    grouped_levels,
     segment_blinking,
 )
 
@@ -280,40 +278,6 @@ class LevelTracker:
         self._seg_start, self._seg_end, self._seg_photons = [], [], []
 
 
-def grouped_levels(
-    start_s: NDArray, end_s: NDArray, photons: NDArray, unit_s: float, confidence: float
-) -> Levels:
-    """Contiguous levels (each ends where the next starts) grouped by intensity (BIC).
-
-    Lifetimes are left NaN: the blinking statistics need intensities and times only.
-    """
-    duration = np.maximum(end_s - start_s, unit_s)
-    group, bic = group_levels(photons, duration)
-    n_groups = int(group.max()) + 1
-    g_photons = np.bincount(group, photons, n_groups)
-    g_time = np.bincount(group, duration, n_groups)
-    m = len(photons)
-    cp_s = end_s[:-1]
-    nan_levels, nan_groups = np.full(m, np.nan), np.full(n_groups, np.nan)
-    return Levels(
-        change_points=ChangePoints(np.cumsum(photons)[:-1], cp_s, cp_s, cp_s, confidence),
-        change_points_s=cp_s,
-        start_s=start_s,
-        end_s=end_s,
-        photons=photons,
-        intensity_cps=photons / duration,
-        lifetime_s=nan_levels,
-        lifetime_stderr_s=nan_levels,
-        group=group,
-        group_intensity_cps=g_photons / g_time,
-        group_lifetime_s=nan_groups,
-        group_lifetime_stderr_s=nan_groups,
-        group_time_fraction=g_time / g_time.sum(),
-        group_num_levels=np.bincount(group, minlength=n_groups).astype(np.int64),
-        bic=bic,
-    )
-
-
 def _power_law(fit: PowerLawFit | None, dwells: int) -> dict[str, Any]:
     nan = math.nan
     if fit is None:
@@ -336,7 +300,7 @@ def blinking_row(
     confidence: float = CONFIDENCE,
 ) -> BlinkingRow:
     """Group fractions, switching rate and dwell power laws of one segment's levels."""
-    lv = grouped_levels(start_s, end_s, photons, unit_s, confidence)
+    lv = grouped_levels(start_s, end_s, photons, min_duration_s=unit_s, confidence=confidence)
     duration = float(end_s[-1] - start_s[0])
     n_groups = len(lv.group_intensity_cps)
     nan = math.nan
