@@ -13,6 +13,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.typing import ColorType
 
 from ..analysis import Levels, dwell_times, fit_power_law, grouped_levels
 from ._figures import BIAS_CMAP, _save
@@ -81,7 +82,7 @@ def levels_trace(derived: DerivedData, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _ccdf(ax, dwells: np.ndarray, color: str, label: str) -> None:
+def _ccdf(ax, dwells: np.ndarray, color: ColorType, label: str) -> None:
     x = np.sort(dwells)
     n = len(x)
     ax.loglog(x, 1.0 - np.arange(n) / n, ".", ms=3, color=color)
