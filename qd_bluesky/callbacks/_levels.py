@@ -103,6 +103,10 @@ class LevelTracker:
         self._seg_start: list[float] = []
         self._seg_end: list[float] = []
         self._seg_photons: list[int] = []
+        # What the current report() call works with.
+        self._segments = SegmentTable()
+        self._bias_at: Callable[[NDArray], NDArray] = np.asarray
+        self._out: dict[str, list] = {}
 
     @property
     def nbytes(self) -> int:
@@ -130,6 +134,14 @@ class LevelTracker:
         ``bias_at`` gives the bias of photon rows; all rows in the buffer have been read (and
         their markers are known). With ``final`` the data have ended: everything is closed.
         """
+        self._segments, self._bias_at, self._out = segments, bias_at, out
+        try:
+            self._report_windows(final)
+        finally:
+            self._out = {}  # the caller's rows are not kept
+
+    def _report_windows(self, final: bool) -> None:
+        segments = self._segments
         while True:
             n = len(self._ticks)
             if n > self._searched:
@@ -142,23 +154,23 @@ class LevelTracker:
             start = next((r for r in segments.starts if r > self.row0), None)
             seg_cut = n + 1 if start is None else start - self.row0
             if seg_cut <= n and seg_cut <= time_cut:
-                self._close(seg_cut, segments, bias_at, out)
-                self._close_segment(out)
+                self._close(seg_cut)
+                self._close_segment()
                 self._drop(seg_cut, anchored=False)
                 continue
             if time_cut < n:  # a photon beyond the window has been read: the window is complete
                 next_window = self._window_of(time_cut)  # empty windows in between: skipped
                 fresh = time_cut - self._searched
                 if self._searched > self.max_open_photons:
-                    self._close(time_cut, segments, bias_at, out)
+                    self._close(time_cut)
                     self._drop(time_cut - 1, anchored=True)
                 elif fresh > 0 and fresh >= self._searched:
-                    self._search(time_cut, segments, bias_at, out)
+                    self._search(time_cut)
                 self._window = next_window
                 continue
             if final:
-                self._close(n, segments, bias_at, out)
-                self._close_segment(out)
+                self._close(n)
+                self._close_segment()
                 self._drop(n, anchored=False)
             return
 
@@ -175,55 +187,31 @@ class LevelTracker:
         if not anchored:
             self._window = None
 
-    def _search(
-        self,
-        cut: int,
-        segments: SegmentTable,
-        bias_at: Callable[[NDArray], NDArray],
-        out: dict[str, list],
-    ) -> None:
+    def _search(self, cut: int) -> None:
         """Search the buffer's first ``cut`` photons; report the levels of all but the last
         change point and carry the rest (from that change point's photon, the new anchor)."""
         found = find_change_points(self._ticks[:cut], self.confidence).index
         self._searched = cut
-        self._report(found[:-1], segments, bias_at, out)
+        self._report(found[:-1])
         if len(found) >= 2:
             self._drop(int(found[-2]), anchored=True)
 
-    def _close(
-        self,
-        cut: int,
-        segments: SegmentTable,
-        bias_at: Callable[[NDArray], NDArray],
-        out: dict[str, list],
-    ) -> None:
+    def _close(self, cut: int) -> None:
         """Report every level of the buffer's first ``cut`` photons (the last one ends there)."""
         if cut <= (1 if self._anchored else 0):
             return  # no photon after the anchor
         found = find_change_points(self._ticks[:cut], self.confidence).index
         self._searched = max(self._searched, cut)
-        self._report(np.append(found, cut - 1), segments, bias_at, out)
+        self._report(np.append(found, cut - 1))
 
-    def _report(
-        self,
-        ends: NDArray,
-        segments: SegmentTable,
-        bias_at: Callable[[NDArray], NDArray],
-        out: dict[str, list],
-    ) -> None:
+    def _report(self, ends: NDArray) -> None:
         """Report the levels ending with the buffer's photons ``ends`` (from its start)."""
         first = 0 if self._anchored else -1  # the photon before the first level's photons
         ends = np.unique(ends[ends > first])
         if len(ends):
-            self._levels(np.concatenate(([first], ends)), segments, bias_at, out)
+            self._levels(np.concatenate(([first], ends)))
 
-    def _levels(
-        self,
-        bounds: NDArray,
-        segments: SegmentTable,
-        bias_at: Callable[[NDArray], NDArray],
-        out: dict[str, list],
-    ) -> None:
+    def _levels(self, bounds: NDArray) -> None:
         """Report the levels with photons ``bounds[i] + 1 .. bounds[i + 1]`` of the buffer."""
         ticks, unit = self._ticks, self.unit_s
         lo, hi = bounds[:-1], bounds[1:]
@@ -237,12 +225,13 @@ class LevelTracker:
         else:
             tau = err = np.full(len(photons), np.nan)
         rows = self.row0 + (lo + 1 + hi) // 2  # each level's middle photon
+        segments, out = self._segments, self._out
         segment = int(segments.segment_of(rows[:1])[0])
-        if segment != self._segment:  # a late marker (broken contract): start a new segment
-            self._close_segment(out)
+        if segment != self._segment:  # a new segment (or a late marker split the last one)
+            self._close_segment()
             self._segment = segment
             self._bias_v = float(segments.bias_of(np.array([segment]))[0])
-        bias = bias_at(rows)
+        bias = self._bias_at(rows)
         for i in range(len(photons)):
             out["levels"].append(
                 LevelRow(
@@ -260,9 +249,9 @@ class LevelTracker:
         self._seg_end.extend(end.tolist())
         self._seg_photons.extend(photons.tolist())
 
-    def _close_segment(self, out: dict[str, list]) -> None:
+    def _close_segment(self) -> None:
         if self._seg_photons:
-            out["blinking"].append(
+            self._out["blinking"].append(
                 blinking_row(
                     self._segment if self._segment is not None else -1,
                     self._bias_v,
