@@ -13,6 +13,7 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 from matplotlib.typing import ColorType
 
 from ..analysis import Levels, dwell_times, fit_power_law, grouped_levels
@@ -60,7 +61,10 @@ def levels_trace(derived: DerivedData, path: Path) -> Path | None:
         usable = counts.shape[1] // per * per
         rebinned = counts[:, :usable].reshape(len(counts), -1, per).sum(axis=2)
         t = (np.asarray(tr["time_s"], float)[:, None] + np.arange(rebinned.shape[1]) * 1e-2).ravel()
-        ax.plot(t, rebinned.ravel() / 1e-2 / 1e3, lw=0.3, color="0.6", label="10 ms bins")
+        rate = rebinned.ravel() / 1e-2 / 1e3
+        ax.plot(t, rate, lw=0.3, color="0.6", label="10 ms bins")
+        # a level of a few photons in microseconds reads as a huge rate: keep the trace's scale
+        ax.set_ylim(0, 1.1 * max(float(rate.max()), 1e-3))
     colors = np.empty(len(lv["photons"]), dtype=object)
     for _, idx, grouped in _segments(lv):
         colors[idx] = [GROUP_COLORS[min(g, len(GROUP_COLORS) - 1)] for g in grouped.group]
@@ -128,6 +132,8 @@ def dwell_distributions(derived: DerivedData, path: Path) -> Path | None:
                 _ccdf(ax, x, color, f"{bias:+.2f} V")
     for ax, title in zip(axes, ("on (bright) dwells", "off (dim) dwells"), strict=True):
         ax.set(xlabel="dwell time (s)", title=title)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("P(dwell >= t)")
     return _save(fig, path)
@@ -148,7 +154,8 @@ def level_flid(derived: DerivedData, path: Path) -> Path | None:
     if not (b_ok.any() and l_ok.any()):
         return None  # no lifetimes (T2 data)
     t_max = float(np.percentile(np.concatenate((b_tau[b_ok], l_tau[l_ok])), 99.5)) * 1.1
-    i_max = float(np.concatenate((b_int, l_int)).max()) * 1.05
+    # the binned FLID's range: a level of a few photons in microseconds reads as a huge rate
+    i_max = float(b_int.max()) * 1.05
     edges = (np.linspace(0, max(t_max, 1e-3), 61), np.linspace(0, max(i_max, 1e-3), 41))
     bin_s = 0.02
     fig = Figure(figsize=(11, 4.4), layout="constrained")

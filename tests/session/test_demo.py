@@ -22,6 +22,9 @@ FIGURES = (
     "g2.png",
     "bias_dependence.png",
     "cv_scan.png",
+    "levels.png",
+    "dwell_times.png",
+    "flid_levels.png",
 )
 
 
