@@ -22,7 +22,7 @@ from ._flid import Flid, FlidResult, flid_lifetimes
 from ._g2 import G2Pulsed, G2Result
 from ._io import read_photons
 from ._irf import estimate_decay_start, gaussian_irf, resample_irf
-from ._levels import Levels, find_levels, group_levels
+from ._levels import Levels, find_levels, group_levels, grouped_levels, level_histograms
 from ._photon_hdf5 import (
     PhotonHdf5Reader,
     PhotonHdf5Writer,
@@ -111,6 +111,8 @@ __all__ = [
     "find_levels",
     "fit_power_law",
     "group_levels",
+    "grouped_levels",
+    "level_histograms",
     "segment_blinking",
     # whole-file analysis
     "DEFAULT_CHANNELS",

@@ -182,6 +182,64 @@ def group_levels(
     return group, bic
 
 
+def grouped_levels(
+    start_s: ArrayLike,
+    end_s: ArrayLike,
+    photons: ArrayLike,
+    *,
+    min_duration_s: float = 0.0,
+    confidence: float = math.nan,
+) -> Levels:
+    """Contiguous levels (each ends where the next starts) grouped by intensity (BIC).
+
+    For levels found elsewhere (the live analyzer's, a derived run's ``levels`` stream): the
+    change points are the levels' ends but the last, and lifetimes are NaN (the blinking
+    statistics need intensities and times only).
+
+    Parameters
+    ----------
+    start_s, end_s, photons
+        Per level, in time order.
+    min_duration_s
+        A level lasts at least this (one tick: photons sharing one tick).
+    confidence
+        Of the change-point test that found the levels (recorded only).
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in length, are empty, or a level has no photon or no duration.
+    """
+    start = np.asarray(start_s, dtype=np.float64)
+    end = np.asarray(end_s, dtype=np.float64)
+    counts = np.asarray(photons, dtype=np.int64)
+    if not (start.shape == end.shape == counts.shape) or start.ndim != 1 or not len(start):
+        raise ValueError("start_s, end_s and photons must be equal-length, non-empty 1-D arrays")
+    duration = np.maximum(end - start, min_duration_s)
+    group, bic = group_levels(counts, duration)
+    n_groups = int(group.max()) + 1
+    g_time = np.bincount(group, duration, n_groups)
+    cp_s = end[:-1]
+    nan_levels, nan_groups = np.full(len(counts), np.nan), np.full(n_groups, np.nan)
+    return Levels(
+        change_points=ChangePoints(np.cumsum(counts)[:-1], cp_s, cp_s, cp_s, confidence),
+        change_points_s=cp_s,
+        start_s=start,
+        end_s=end,
+        photons=counts,
+        intensity_cps=counts / duration,
+        lifetime_s=nan_levels,
+        lifetime_stderr_s=nan_levels,
+        group=group,
+        group_intensity_cps=np.bincount(group, counts, n_groups) / g_time,
+        group_lifetime_s=nan_groups,
+        group_lifetime_stderr_s=nan_groups,
+        group_time_fraction=g_time / g_time.sum(),
+        group_num_levels=np.bincount(group, minlength=n_groups).astype(np.int64),
+        bic=bic,
+    )
+
+
 def find_levels(
     macrotime: ArrayLike,
     macrotime_unit_s: float,
@@ -249,7 +307,7 @@ def find_levels(
             raise ValueError(f"microtime {micro.shape} and macrotime {ticks.shape} differ")
         if microtime_unit_s is None or period_s is None:
             raise ValueError("lifetimes need microtime_unit_s and period_s")
-        hist, coarse_bin_s = _level_histograms(photons, micro, microtime_unit_s, period_s)
+        hist, coarse_bin_s = level_histograms(photons, micro, microtime_unit_s, period_s)
         fit = dict(
             coarse_bin_s=coarse_bin_s,
             period_s=period_s,
@@ -280,10 +338,14 @@ def find_levels(
     )
 
 
-def _level_histograms(
+def level_histograms(
     photons: NDArray[np.int64], microtime: NDArray, microtime_unit_s: float, period_s: float
 ) -> tuple[NDArray[np.uint32], float]:
-    """Coarse microtime histogram of each level (the FLID's coarse bins)."""
+    """Coarse microtime histogram of each level (the FLID's coarse bins) and the bins' width.
+
+    Level i holds the next ``photons[i]`` microtimes (the levels tile ``microtime`` in order);
+    give the result to :func:`flid_lifetimes` with the returned ``coarse_bin_s``.
+    """
     factor = max(1, round(COARSE_BIN_S / microtime_unit_s))
     n_coarse = math.ceil(period_s / (factor * microtime_unit_s) - 1e-9)
     coarse = microtime.astype(np.int64) // factor

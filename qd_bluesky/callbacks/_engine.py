@@ -45,11 +45,13 @@ from qd_bluesky.analysis import (
     flid_accumulator,
     flid_lifetimes,
     gamma_ratio_from_flid,
+    level_histograms,
     trace_accumulator,
 )
 
 from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
+from ._levels import LevelTracker
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
 from ._streams import (
     BiasDependenceRow,
@@ -197,6 +199,8 @@ class RunAnalysis:
         self._flid_columns = ColumnTable()
         self._trace_events = 0
         self._warned_late = False
+        # Levels (change points) found while the run is recorded; None after a failure.
+        self._levels: LevelTracker | None = None
 
     # -- what the documents say --------------------------------------------------------------
 
@@ -283,6 +287,9 @@ class RunAnalysis:
         )
         if u.pulsed:
             self._coarse_bin_s = self._flid.accumulator.coarse_bin_s
+        self._levels = LevelTracker(
+            first_ticks, u.macrotime_unit_s, self._level_lifetimes if u.pulsed else None
+        )
         if self._flid.window_bins is None or self._trace.window_bins is None:
             logger.debug("bins are not whole numbers of ticks: one window for the whole run")
 
@@ -322,6 +329,7 @@ class RunAnalysis:
         self._calibrate(final)
         self._report_trace(out, final)
         self._report_flid(out, final)
+        self._report_levels(out, final)
         self._report_segments(out, final)
         return out
 
@@ -352,6 +360,8 @@ class RunAnalysis:
                 self.photons += len(table)
                 self._trace.add(m, table.microtime, table.channel)
                 self._flid.add(m, table.microtime, table.channel)
+                if self._levels is not None:
+                    self._levels.add(m, table.microtime)
                 self._note_centres(m, a)
                 if a < n_cal and self.units.pulsed:
                     if self._calibrating is None:
@@ -460,7 +470,9 @@ class RunAnalysis:
         if self._bias_log is not None:
             self._bias_log.refresh()
             bias = self._bias_log.bias_at(rows)
-            self._bias_log.forget_before(int(rows[-1]))
+            # the levels still to be reported look up the bias of their rows
+            keep = int(rows[-1]) if self._levels is None else min(int(rows[-1]), self._levels.row0)
+            self._bias_log.forget_before(keep)
         else:
             bias = self.segments.bias_of(segment)
         # Forget the centre rows of the bins reported.
@@ -478,6 +490,49 @@ class RunAnalysis:
         }
         self._flid_columns.append(columns)
         out["flid"].extend(_rows(columns))
+
+    def _report_levels(self, out: Rows, final: bool) -> None:
+        """Levels whose closing change point is found, and the blinking of closed segments.
+
+        A failure here (a bug, a degenerate recording) must not cost the run its other
+        streams: it becomes a note and the levels stop for this run (identically on replay).
+        """
+        if self._levels is None or (self.units.pulsed and self.calibration is None):
+            return  # level lifetimes wait for the calibration
+        new: dict[str, list] = defaultdict(list)
+        try:
+            self._levels.report(self.segments, self._level_bias, new, final=final)
+        except Exception as exc:  # noqa: BLE001 - any failure of the levels is only a note
+            logger.debug("levels failed", exc_info=True)
+            self._note(f"no more levels in this run: {type(exc).__name__}: {exc}")
+            self._levels = None
+            return
+        for stream, rows in new.items():
+            out[stream].extend(rows)
+
+    def _level_bias(self, rows: NDArray) -> NDArray:
+        """Bias of photon rows already read: from the file's markers, else the segment's."""
+        if self._bias_log is not None:
+            self._bias_log.refresh()
+            return self._bias_log.bias_at(rows)
+        return self.segments.bias_of(self.segments.segment_of(rows))
+
+    def _level_lifetimes(
+        self, photons: NDArray, durations_s: NDArray, microtime: NDArray
+    ) -> tuple[NDArray, NDArray]:
+        """FLID lifetimes of levels, with the calibration's decay start and background."""
+        cal = self.calibration
+        hist, coarse_bin_s = level_histograms(
+            photons, microtime, self.units.microtime_unit_s, 1.0 / self.units.rep_rate_hz
+        )
+        return flid_lifetimes(
+            hist,
+            coarse_bin_s=coarse_bin_s,
+            period_s=1.0 / self.units.rep_rate_hz,
+            decay_start_s=cal.decay_start_s,
+            background_counts=cal.background_cps * durations_s,
+            irf_fwhm_s=cal.irf_fwhm_s,
+        )
 
     def _report_segments(self, out: Rows, final: bool) -> None:
         while self._segments_reported < len(self.segments):
@@ -699,17 +754,18 @@ class RunAnalysis:
         """What the analysis holds, for checks that it does not grow with the run's length.
 
         ``transient_bytes``: per-bin arrays of the trace and FLID windows not yet reported,
-        the centre rows and bias markers still needed, and the open segments' decay and g2
-        histograms; it stays bounded. ``results_bytes``: the compact per-bin FLID results kept
-        for the at-stop streams (a few tens of bytes per 20 ms bin). ``open_segments``: segment
-        accumulators not yet reported.
+        the centre rows and bias markers still needed, the open segments' decay and g2
+        histograms and the photons of the open levels; it stays bounded. ``results_bytes``:
+        the compact per-bin FLID results kept for the at-stop streams (a few tens of bytes per
+        20 ms bin). ``open_segments``: segment accumulators not yet reported.
         """
         windows = sum(b.nbytes for b in (self._trace, self._flid) if b is not None)
         markers = 0 if self._bias_log is None else self._bias_log.nbytes
         open_segments = [*self._segment_acc.values(), self._calibrating]
         segments = sum(acc.nbytes for acc in open_segments if acc is not None)
+        levels = 0 if self._levels is None else self._levels.nbytes
         return {
-            "transient_bytes": windows + self._centre_rows.nbytes + markers + segments,
+            "transient_bytes": windows + self._centre_rows.nbytes + markers + segments + levels,
             "results_bytes": self._flid_columns.nbytes,
             "open_segments": len(self._segment_acc),
         }

@@ -146,6 +146,54 @@ class ReversibilityRow(TypedDict):
     lifetime_ns: float
 
 
+class LevelRow(TypedDict):
+    """One intensity level: photons between two change points (Watkins & Yang).
+
+    Times are seconds since the run's first photon (as ``trace`` and ``flid``); a level ends at
+    the photon of its closing change point, where the next level starts. ``lifetime_ns`` is NaN
+    for a level with too few photons (or T2 data).
+    """
+
+    start_s: float
+    end_s: float
+    photons: int
+    intensity_cps: float
+    lifetime_ns: float
+    lifetime_stderr_ns: float
+    segment: int
+    bias_v: float
+
+
+class BlinkingRow(TypedDict):
+    """One segment's blinking: its levels grouped by intensity, dwell times and switching.
+
+    ``dim_fraction``: the time fraction of the dimmest group (0 with a single group);
+    ``off_fraction``: of the groups below ``threshold_cps`` (midway between the brightest and
+    the dimmest group). Exponents are NaN with fewer than ``MIN_TAIL`` dwells.
+    """
+
+    segment: int
+    bias_v: float
+    duration_s: float
+    levels: int
+    groups: int
+    threshold_cps: float
+    bright_intensity_cps: float
+    dim_intensity_cps: float
+    bright_fraction: float
+    dim_fraction: float
+    off_fraction: float
+    switching_rate_hz: float
+    on_alpha: float
+    on_alpha_stderr: float
+    on_xmin_s: float
+    on_dwells: int
+    off_alpha: float
+    off_alpha_stderr: float
+    off_xmin_s: float
+    off_dwells: int
+
+
 #: Row type of each stream, in the order the streams of one step are emitted.
 ROW_TYPES: dict[str, type] = {
     "trace": TraceRow,
@@ -157,6 +205,8 @@ ROW_TYPES: dict[str, type] = {
     "scaling": ScalingRow,
     "tomography": TomographyRow,
     "reversibility": ReversibilityRow,
+    "levels": LevelRow,
+    "blinking": BlinkingRow,
 }
 
 #: The derived run's streams, in the order in which the streams of one step are emitted.
@@ -174,4 +224,6 @@ REPLAY_COMPARED: dict[str, tuple[str, ...]] = {
     "decay": ("segment", "photons", "counts"),
     "g2": ("segment", "counts", *G2_PEAK_FIELDS),
     "reversibility": ("segment", "bins", "intensity_cps", "lifetime_ns"),
+    "levels": STREAM_FIELDS["levels"],
+    "blinking": ("segment", "levels", "groups", "dim_fraction", "switching_rate_hz"),
 }

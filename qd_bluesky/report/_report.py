@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._figures import FIGURES
+from ._level_figures import LEVEL_FIGURES
 from ._load import DerivedData
 from ._summary import summarize, summary_markdown
 
@@ -67,7 +68,7 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     merged = _merge(runs)
     report = Report(directory)
-    for name, draw in FIGURES.items():
+    for name, draw in {**FIGURES, **LEVEL_FIGURES}.items():
         path = draw(merged, directory / name)
         if path is not None:
             report.figures.append(path)

@@ -18,10 +18,32 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _blinking_by_bias(derived: DerivedData) -> dict[float, tuple[float, float]]:
+    """Per bias (rounded to mV): the dim-state time fraction and the switching rate of the
+    ``blinking`` stream, time-weighted over the segments at that bias."""
+    b = derived.get("blinking", {})
+    if not all(k in b for k in ("bias_v", "duration_s", "dim_fraction", "switching_rate_hz")):
+        return {}
+    out = {}
+    bias = np.round(np.asarray(b["bias_v"], float), 3)
+    weight = np.asarray(b["duration_s"], float)
+    for v in np.unique(bias[np.isfinite(bias)]):
+        at = (bias == v) & (weight > 0)
+        if at.any():
+            w = weight[at] / weight[at].sum()
+            out[float(v)] = (
+                float((w * np.asarray(b["dim_fraction"], float)[at]).sum()),
+                float((w * np.asarray(b["switching_rate_hz"], float)[at]).sum()),
+            )
+    return out
+
+
 def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, Any]:
-    """Per bias: lifetime, intensity, enhancement, intensity drop, g2(0); over the run: the
-    fitted gammaA/gamma0 and the last charge state that follows the scaling model."""
+    """Per bias: lifetime, intensity, enhancement, intensity drop, g2(0), the dim-state time
+    fraction and the switching rate; over the run: the fitted gammaA/gamma0 and the last charge
+    state that follows the scaling model."""
     per_bias = []
+    blinking = _blinking_by_bias(derived)
     dep = derived.get("bias_dependence", {})
     g2 = derived.get("g2", {})
     g2_by_bias = {}
@@ -38,6 +60,7 @@ def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, 
     for i in range(len(dep.get("bias_v", ()))):
         bias = float(dep["bias_v"][i])
         z, s = g2_by_bias.get(round(bias, 3), (dep.get("g2_zero", [np.nan] * (i + 1))[i], np.nan))
+        dim, switching = blinking.get(round(bias, 3), (None, None))
         per_bias.append(
             {
                 "bias_v": bias,
@@ -47,6 +70,8 @@ def summarize(derived: DerivedData, *, raw_uid: str | None = None) -> dict[str, 
                 "intensity_drop": _num(dep["intensity_drop"][i]),
                 "g2_zero": _num(z),
                 "g2_zero_stderr": _num(s),
+                "dim_fraction": _num(dim),
+                "switching_rate_hz": _num(switching),
             }
         )
     scaling = derived.get("scaling", {})
@@ -82,8 +107,9 @@ def _g2_cell(value: float | None, stderr: float | None) -> str:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table plus the run-wide numbers."""
     lines = [
-        "| bias (V) | lifetime (ns) | intensity (kc/s) | enhancement | intensity drop | g2(0) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| bias (V) | lifetime (ns) | intensity (kc/s) | enhancement | intensity drop | g2(0) "
+        "| dim fraction | switching (1/s) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in summary["per_bias"]:
         inten = row["intensity_cps"]
@@ -91,7 +117,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"| {row['bias_v']:+.2f} | {_cell(row['lifetime_ns'], '.3g')} | "
             f"{_cell(None if inten is None else inten / 1e3, '.1f')} | "
             f"{_cell(row['enhancement'], '.3g')} | {_cell(row['intensity_drop'], '.3g')} | "
-            f"{_g2_cell(row['g2_zero'], row['g2_zero_stderr'])} |"
+            f"{_g2_cell(row['g2_zero'], row['g2_zero_stderr'])} | "
+            f"{_cell(row.get('dim_fraction'), '.3f')} | "
+            f"{_cell(row.get('switching_rate_hz'), '.3g')} |"
         )
     lines += [
         "",
@@ -102,6 +130,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             if summary.get("tau_x0_ns") and summary.get("intensity_x0_cps")
             else "."
         ),
+        "Dim fraction: the time in the dimmest intensity group of the levels at that bias; "
+        "switching: crossings of the midway intensity per second (from the change points).",
         "",
         f"- gammaA/gamma0 = {_cell(summary['gamma_ratio'], '.2f')}"
         + (

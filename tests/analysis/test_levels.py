@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qd_bluesky.analysis._levels import find_levels, group_levels
+from qd_bluesky.analysis._levels import find_levels, group_levels, grouped_levels
 
 sys.path.insert(0, str(Path(__file__).parent))
 from blinking_truth import telegraph  # noqa: E402
@@ -69,6 +69,18 @@ def test_two_groups_with_their_intensity_lifetime_and_time(two_state):
         # time fraction: each change point misplaces ~scale seconds
         tol = 5 * len(lv.change_points) * scale / syn.duration_s
         assert abs(lv.group_time_fraction[g] - truth_fraction[g]) < tol
+
+
+def test_grouped_levels_regroup_found_levels_alike(two_state):
+    """Levels known only by their times and photons (the live stream's) group as found."""
+    syn, lv = two_state
+    again = grouped_levels(lv.start_s, lv.end_s, lv.photons, min_duration_s=syn.period_s)
+    np.testing.assert_array_equal(again.group, lv.group)
+    np.testing.assert_allclose(again.group_intensity_cps, lv.group_intensity_cps)
+    np.testing.assert_allclose(again.group_time_fraction, lv.group_time_fraction)
+    np.testing.assert_array_equal(again.change_points_s, lv.end_s[:-1])
+    with pytest.raises(ValueError, match="equal-length"):
+        grouped_levels([], [], [])
 
 
 def test_levels_tile_the_recording(two_state):

@@ -234,7 +234,7 @@ def test_markers_after_their_photons_still_give_the_segment_results(live_run, se
 
 
 def test_t2_photons_give_intensities_without_lifetimes(settings, tmp_path):
-    """Without microtimes: the trace and FLID intensities, no lifetimes, decays nor g2."""
+    """Without microtimes: the trace, FLID and level intensities, no lifetimes, decays nor g2."""
     photons = simulate_steps([0.0], 1.0, seed=6)
     raw = RawRun(photons, tmp_path / "t2.h5", t2=True)
     out, analyzer = analyse(
@@ -242,9 +242,10 @@ def test_t2_photons_give_intensities_without_lifetimes(settings, tmp_path):
     )
     assert analyzer.outcomes[raw.uid].exit_status == "success"
     s = out.streams()
-    assert sorted(s) == ["bias_dependence", "flid", "trace"]
+    assert sorted(s) == ["bias_dependence", "blinking", "flid", "levels", "trace"]
     assert int(s["flid"]["photons"].sum()) == int(s["trace"]["counts"].sum()) == len(photons)
-    assert np.isnan(s["flid"]["lifetime_ns"]).all()
+    assert int(s["levels"]["photons"].sum()) == len(photons)
+    assert np.isnan(s["flid"]["lifetime_ns"]).all() and np.isnan(s["levels"]["lifetime_ns"]).all()
 
 
 # --- failures never reach the RunEngine --------------------------------------------------------

@@ -22,6 +22,9 @@ FIGURES = (
     "g2.png",
     "bias_dependence.png",
     "cv_scan.png",
+    "levels.png",
+    "dwell_times.png",
+    "flid_levels.png",
 )
 
 
@@ -97,6 +100,9 @@ def test_summary_reproduces_the_paper(demo):
     taus = [rows[b]["lifetime_ns"] for b in (0.0, -1.4, -1.7, -1.8, -2.0)]
     assert taus == sorted(taus, reverse=True)
     assert rows[0.0]["g2_zero"] < 0.5 and rows[-1.4]["g2_zero"] < 0.5
+    # blinking to the dim X+ is suppressed at -1.4 V (the levels' blinking stream)
+    assert rows[0.0]["dim_fraction"] > rows[-1.4]["dim_fraction"]
+    assert rows[0.0]["switching_rate_hz"] > rows[-1.4]["switching_rate_hz"]
 
 
 def test_report_rebuilds_from_the_catalog(demo, tmp_path):
