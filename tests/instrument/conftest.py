@@ -38,6 +38,23 @@ class SimIoc(SimulatedInstrumentProcess):
         return qd_devices.connect_instrument(self.prefix, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def _forget_sync_client_circuits() -> Iterator[None]:
+    """Close the circuits caproto's sync client (``caproto.sync.client``) cached in this test.
+
+    The client keeps one TCP circuit per server address for the whole process. Once a test
+    stops its IOC, a later IOC given the same free port would be reached through the dead
+    circuit ("Disconnected during initialization", seen in CI).
+    """
+    yield
+    from caproto.sync import client
+
+    for sock in client.sockets.values():
+        sock.close()
+    client.sockets.clear()
+    client.global_circuits.clear()
+
+
 @pytest.fixture(scope="module")
 def sim_ioc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimIoc]:
     """The simulated instrument in one subprocess for the whole test module."""
