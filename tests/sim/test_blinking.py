@@ -92,7 +92,7 @@ def test_dwell_sampler_follows_the_law() -> None:
 
 @pytest.mark.parametrize("which", ["on", "off"])
 def test_truth_dwells_have_the_configured_exponents(zero_volt: tuple, which: str) -> None:
-    """300 s at 0 V: ~2500 on and off dwells each, alpha known to ~0.02: within 3 sigma."""
+    """300 s at 0 V: ~3000 on and off dwells each, alpha known to ~0.015: within 3 sigma."""
     on, off = on_off_dwells(*zero_volt)
     dwells = on if which == "on" else off
     p = DIM
