@@ -108,6 +108,17 @@ class DotParameters:
     #: by ``1 + exp(-(V - xplus_bias_v) / xplus_width_v)``.
     xplus_bias_v: float = -1.0
     xplus_width_v: float = 0.08
+    #: X0 <-> X+ blinking model: "markov" (the two rates above) or "power-law" (dwells from the
+    #: truncated power laws below, ``t^-alpha exp(-t / cutoff)`` for ``t >= min``, at 0 V and
+    #: the reference laser; bias and fluence stretch them like the Markov rates). See
+    #: docs/physics.md ("Power-law blinking") for the literature values.
+    blinking: str = "markov"
+    on_alpha: float = 1.6
+    on_min_s: float = 1e-3
+    on_cutoff_s: float = 10.0
+    off_alpha: float = 1.5
+    off_min_s: float = 1e-3
+    off_cutoff_s: float = 0.5
 
     # --- brightness versus bias (trap passivation, "some dots brighten") ---
     #: Brightness at 0 V relative to the passivated dot (1 = no brightening).
@@ -133,6 +144,10 @@ class DotParameters:
             "mb_auger_onset",
             "trion_radiative_ratio",
             "exchange_rate_min_hz",
+            "on_min_s",
+            "on_cutoff_s",
+            "off_min_s",
+            "off_cutoff_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -154,6 +169,15 @@ class DotParameters:
         for name in nonneg:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"DotParameters.{name} must be >= 0, got {getattr(self, name)}")
+        if self.blinking not in ("markov", "power-law"):
+            raise ValueError(
+                f"DotParameters.blinking must be 'markov' or 'power-law', got {self.blinking!r}"
+            )
+        for name in ("on_alpha", "off_alpha"):
+            if not 1.0 < getattr(self, name) < 10.0:
+                raise ValueError(
+                    f"DotParameters.{name} must be in (1, 10), got {getattr(self, name)}"
+                )
         if self.exchange_rate_max_hz < self.exchange_rate_min_hz:
             raise ValueError(
                 f"DotParameters.exchange_rate_max_hz ({self.exchange_rate_max_hz}) must be >= "

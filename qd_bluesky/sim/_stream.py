@@ -19,8 +19,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._blinking import (
+    GATE_LEFT,
+    GATE_ON,
+    GATE_SCALE,
+    GATE_T_REF,
+    dwell_law,
+    next_truncated_power_law,
+)
 from ._cell import ITO_DAMAGE_BIAS_V, ElectrochemicalCell, check_physical_bias
-from ._charging import rate_matrix, run_chain, stationary_distribution
+from ._charging import (
+    dwell_scales,
+    rate_matrix,
+    run_chain,
+    run_gated_chain,
+    stationary_distribution,
+)
 from ._dot import (
     NO_DOT_STATE,
     REFERENCE_POWER_W,
@@ -236,6 +250,11 @@ class _Dot:
         self.xyz = np.asarray(xyz, dtype=float)
         self.chain_rng = new_stream(seed, 1, index)
         self.photon_rng = new_stream(seed, 2, index)
+        # Power-law blinking: its own dwell stream, the dwell law and the carried gate.
+        self.power_law = params.blinking == "power-law"
+        self.blink_rng = new_stream(seed, 5, index)
+        self.law = dwell_law(params)
+        self.gate = np.array([1.0, 0.0, 0.0, math.nan])
         self.active = False
         self.state = 1
         self.next_jump = math.nan
@@ -448,9 +467,23 @@ class PhotonEngine:
                 u = next_double(dot.chain_rng)
                 dot.state = int(min(np.searchsorted(np.cumsum(pi), u, side="right"), len(pi) - 1))
                 self._entered[dot.index] = int(dot.table.charge[dot.state])
+                if dot.power_law:
+                    self._start_gate(dot, t_s)
             dot.active = active
             dot.next_jump = math.nan
             dot.pending[0] = -1
+
+    @staticmethod
+    def _start_gate(dot: _Dot, t_s: float) -> None:
+        """A fresh blinking dwell for a dot coming into view (off when it starts in X+)."""
+        on = dot.state != 0
+        o = 0 if on else 3
+        dot.gate[GATE_ON] = 1.0 if on else 0.0
+        dot.gate[GATE_T_REF] = t_s
+        dot.gate[GATE_LEFT] = next_truncated_power_law(
+            dot.blink_rng, dot.law[o], dot.law[o + 1], dot.law[o + 2]
+        )
+        dot.gate[GATE_SCALE] = math.nan
 
     def _invalidate(self, *, dark: bool = False) -> None:
         for dot in self._dots:
@@ -576,7 +609,7 @@ class PhotonEngine:
             eff = self._efficiency(dot, bias, dot.psf)
             q = self._rates(dot, bias, x)
             state_before = dot.state
-            times, states = self._run_chain(dot, q, t_a, t_b)
+            times, states = self._run_chain(dot, q, x, bias, t_a, t_b)
             if len(times):
                 ts, qs = self._jumps.setdefault(dot.index, ([], []))
                 ts.append(times)
@@ -628,20 +661,43 @@ class PhotonEngine:
                 self._invalidate()
 
     def _run_chain(
-        self, dot: _Dot, q: NDArray[np.float64], t_a: float, t_b: float
+        self, dot: _Dot, q: NDArray[np.float64], x: float, bias: float, t_a: float, t_b: float
     ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         exit_max = float(q.sum(axis=1).max())
         cap = int((t_b - t_a) * exit_max * 1.3 + 10.0 * math.sqrt((t_b - t_a) * exit_max) + 16)
+        if dot.power_law:
+            # Markov moves among X0, X1-, ...; X0 <-> X+ goes by the power-law gate.
+            q_on = q.copy()
+            q_on[0, :] = 0.0
+            q_on[:, 0] = 0.0
+            scale_on, scale_off = dwell_scales(dot.params, bias, x)
         while True:
-            saved = dot.chain_rng.copy()
+            saved = dot.chain_rng.copy(), dot.blink_rng.copy(), dot.gate.copy()
             out_t = np.empty(cap)
             out_s = np.empty(cap, dtype=np.int64)
-            n, state, nxt = run_chain(
-                dot.chain_rng, q, dot.state, dot.next_jump, t_a, t_b, out_t, out_s
-            )
+            if dot.power_law:
+                n, state, nxt = run_gated_chain(
+                    dot.chain_rng,
+                    dot.blink_rng,
+                    q_on,
+                    dot.law,
+                    dot.gate,
+                    scale_on,
+                    scale_off,
+                    dot.state,
+                    dot.next_jump,
+                    t_a,
+                    t_b,
+                    out_t,
+                    out_s,
+                )
+            else:
+                n, state, nxt = run_chain(
+                    dot.chain_rng, q, dot.state, dot.next_jump, t_a, t_b, out_t, out_s
+                )
             if n >= 0:
                 break
-            dot.chain_rng[:] = saved
+            dot.chain_rng[:], dot.blink_rng[:], dot.gate[:] = saved
             cap *= 2
         dot.state, dot.next_jump = int(state), float(nxt)
         return out_t[:n], out_s[:n]

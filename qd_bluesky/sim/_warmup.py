@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 
+from ._presets import PRESETS
 from ._sample import Sample
+from ._stream import SingleDot
 
 
 @functools.cache
@@ -29,3 +31,6 @@ def warm_up() -> None:
     sample.cell.current_a(-1.0, 0.2, 0.04)
     sample.set_bias(0.0, 0.04)
     sample.advance(0.05)
+    # The other blinking model's chain kernel (the presets use both).
+    other = "markov" if sample.dots[0].blinking == "power-law" else "power-law"
+    SingleDot(PRESETS["qd1"].with_(blinking=other), seed=0).advance(0.01)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from qd_bluesky.analysis import read_photons
-from qd_bluesky.sim import NO_DOT_STATE, SingleDot
+from qd_bluesky.sim import NO_DOT_STATE, PRESETS, SingleDot
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -54,7 +54,7 @@ def test_static_bias_file(tmp_path: Path) -> None:
         assert np.array_equal(traj_q[1:], ref.transitions[0][1])
         assert f["/user/bias/bias_v"][()].tolist() == [-1.7]
         params = json.loads(f["/user/simulation/parameters_json"][()])
-        assert params["preset"] == "qd1" and params["dot"]["tau_x0_s"] == 125e-9
+        assert params["preset"] == "qd1" and params["dot"]["tau_x0_s"] == PRESETS["qd1"].tau_x0_s
         assert params["no_dot_charge_state"] == NO_DOT_STATE
 
 

@@ -36,6 +36,7 @@ COLUMNS = ("macrotime", "microtime", "channel", "charge_state", "source")
 #: its photon statistics are stationary from the first pulse, which makes exact checks possible.
 STEADY_X0 = PRESETS["qd1"].with_(
     name="steady-x0",
+    blinking="markov",
     ionization_rate_hz=0.0,
     photocharging_rate_hz=0.0,
     cb_edge_bias_v=-4.0,
