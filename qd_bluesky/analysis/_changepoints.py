@@ -57,37 +57,55 @@ from ._cp_critical_values import CONFIDENCES, CRITICAL_N, CRITICAL_VALUES
 MIN_SEGMENT_INTERVALS = int(CRITICAL_N[0])
 # Refinement passes (each O(N)); they converge in two or three.
 _MAX_REFINE_PASSES = 10
+# Photons per block of the pruned scan (see pruned_split); measured fastest on the benchmark.
+_SCAN_BLOCK = 32
 
 
 @numba.njit(cache=True)
-def harmonic_sums(n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``H1[m] = sum 1/j``, ``H2[m] = sum 1/j**2`` (j = 1 .. m) and ``ln m`` for m = 0 .. n_max."""
-    h1 = np.zeros(n_max + 1)
-    h2 = np.zeros(n_max + 1)
-    log_int = np.zeros(n_max + 1)
+def harmonic_sums(n_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """``H1[m] = sum 1/j`` and ``H2[m] = sum 1/j**2`` (j = 1 .. m) for m = 0 .. n_max."""
+    h1 = np.empty(n_max + 1)
+    h2 = np.empty(n_max + 1)
+    h1[0] = 0.0
+    h2[0] = 0.0
+    # the reciprocals in their own loop (it vectorises); the running sums stay a serial chain
     for m in range(1, n_max + 1):
-        h1[m] = h1[m - 1] + 1.0 / m
-        h2[m] = h2[m - 1] + 1.0 / (m * m)
-        log_int[m] = math.log(m)
-    return h1, h2, log_int
+        mf = float(m)
+        h1[m] = 1.0 / mf
+        h2[m] = 1.0 / (mf * mf)
+    for m in range(1, n_max + 1):
+        h1[m] += h1[m - 1]
+        h2[m] += h2[m - 1]
+    return h1, h2
 
 
 @numba.njit(cache=True)
-def _w(k, n, log_left, log_right, log_span, h1, h2, log_int):
+def _weight(k, n):
+    """ln(4 k (n - k) / n**2) / 2, the weight that evens the ends of a segment with its middle."""
+    return 0.5 * (math.log(4.0) + math.log(k) + math.log(n - k) - 2.0 * math.log(n))
+
+
+@numba.njit(cache=True)
+def _variance(k, n, h2, trigamma_n):
+    """Var[Z_k] under one rate, the expression :func:`_w` evaluates (bit for bit)."""
+    m = n - k
+    return (
+        4.0 * k * k * (h2[n - 1] - h2[k - 1])
+        + 4.0 * m * m * (h2[n - 1] - h2[m - 1])
+        - 8.0 * k * m * trigamma_n
+    )
+
+
+@numba.njit(cache=True)
+def _w(k, n, log_left, log_right, log_span, h1, h2):
     """W_k from ln(t_k - t_0) and ln(t_n - t_k) (see the module docstring)."""
     m = n - k
     # Z - E[Z]: E[ln V] = psi(k) - psi(n) = -(H1[n-1] - H1[k-1]), likewise for 1 - V
     dev = -2.0 * k * (log_left - log_span + h1[n - 1] - h1[k - 1]) - 2.0 * m * (
         log_right - log_span + h1[n - 1] - h1[m - 1]
     )
-    trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]  # psi1(n)
-    var = (
-        4.0 * k * k * (h2[n - 1] - h2[k - 1])
-        + 4.0 * m * m * (h2[n - 1] - h2[m - 1])
-        - 8.0 * k * m * trigamma_n
-    )
-    weight = 0.5 * (math.log(4.0) + log_int[k] + log_int[m] - 2.0 * log_int[n])
-    return dev / math.sqrt(var) + weight
+    var = _variance(k, n, h2, math.pi * math.pi / 6.0 - h2[n - 1])  # trigamma_n = psi1(n)
+    return dev / math.sqrt(var) + _weight(k, n)
 
 
 @numba.njit(cache=True)
@@ -107,11 +125,11 @@ def fill_log_right(times, i0, i1, out):
 
 
 @numba.njit(cache=True)
-def weighted_scan(times, i0, i1, log_left, log_right, h1, h2, log_int):
+def weighted_scan(times, i0, i1, log_left, log_right, h1, h2):
     """Maximum of W_k over k = 1 .. n - 1 for the segment i0 .. i1 (see the module docstring).
 
     ``log_left`` and ``log_right`` hold the segment's :func:`fill_log_left` and
-    :func:`fill_log_right`; ``h1``, ``h2`` and ``log_int`` are :func:`harmonic_sums` of at least
+    :func:`fill_log_right`; ``h1`` and ``h2`` are :func:`harmonic_sums` of at least
     n. Returns (k of the maximum, W at it); k = -1 when no k was usable (photons sharing a tick
     with an end of the segment are no evidence of a change).
     """
@@ -127,11 +145,127 @@ def weighted_scan(times, i0, i1, log_left, log_right, h1, h2, log_int):
         lr = log_right[i0 + k]
         if ll == -np.inf or lr == -np.inf:
             continue
-        w = _w(k, n, ll, lr, log_span, h1, h2, log_int)
+        w = _w(k, n, ll, lr, log_span, h1, h2)
         if w > best_w:
             best_w = w
             best_k = k
     return best_k, best_w
+
+
+@numba.njit(cache=True)
+def _log_gap(times, a, b):
+    """ln(t[b] - t[a]), -inf for a shared tick."""
+    d = float(times[b] - times[a])
+    return math.log(d) if d > 0.0 else -np.inf
+
+
+@numba.njit(cache=True)
+def _block_bound(n, k1, k2, corner_left, corner_right, h1, h2, trigamma_n):
+    """An upper bound of W_k over k = k1 .. k2 of a segment of n intervals.
+
+    ``corner_left`` and ``corner_right`` hold ln V and ln(1 - V) of two photons at or outside
+    the block's ends: times are sorted, so each V_k of the block lies between their V. Z_k -
+    E[Z_k] as a function of (k, V) is convex in V (-2k ln V - 2(n - k) ln(1 - V)) and, at fixed
+    V, convex in k (linear terms plus -2k (H1[n-1] - H1[k-1]) and its mirror, whose differences
+    grow with k), so its largest value at the four corners bounds it. sd_k is bounded by the
+    block's extreme variances (computed as :func:`_w` computes them: for large n they carry
+    rounding noise), the weight by its value nearest n / 2. A relative margin of 1e-9 covers
+    rounding.
+    """
+    g = -np.inf
+    scale = 0.0
+    for c in range(2):
+        ll = corner_left[c]
+        lr = corner_right[c]
+        if ll == -np.inf or lr == -np.inf:
+            return np.inf
+        for k in (k1, k2):
+            m = n - k
+            left = -2.0 * k * (ll + h1[n - 1] - h1[k - 1])
+            right = -2.0 * m * (lr + h1[n - 1] - h1[m - 1])
+            g = max(g, left + right)
+            scale = max(scale, abs(left) + abs(right))
+    var_lo = np.inf
+    var_hi = 0.0
+    for k in range(k1, k2 + 1):
+        var = _variance(k, n, h2, trigamma_n)
+        var_lo = min(var_lo, var)
+        var_hi = max(var_hi, var)
+    if not var_lo > 0.0:
+        return np.inf  # _w gives NaN there, which never wins; let the exact scan see it
+    k_mid = min(max(n // 2, k1), k2)
+    weight = _weight(k_mid, n)
+    sd = math.sqrt(var_lo) if g >= 0.0 else math.sqrt(var_hi)
+    return g / sd + weight + 1e-9 * (scale / math.sqrt(var_lo) + abs(weight) + 1.0)
+
+
+@numba.njit(cache=True)
+def _scan_block(times, i0, i1, k1, k2, log_span, h1, h2, best_k, best_w):
+    """Fold W_k for k = k1 .. k2 into (best_k, best_w): the largest W, the first k on ties."""
+    n = i1 - i0
+    for k in range(k1, k2 + 1):
+        ll = _log_gap(times, i0, i0 + k)
+        lr = _log_gap(times, i0 + k, i1)
+        if ll == -np.inf or lr == -np.inf:
+            continue
+        w = _w(k, n, ll, lr, log_span, h1, h2)
+        if w > best_w or (w == best_w and k < best_k):
+            best_w = w
+            best_k = k
+    return best_k, best_w
+
+
+@numba.njit(cache=True)
+def pruned_split(times, i0, i1, h1, h2, critical, block):
+    """Offset k of the maximum of W_k in segment i0 .. i1 if it exceeds ``critical``, else -1.
+
+    The same decision and k as :func:`weighted_scan` followed by the critical-value test, but
+    W_k is evaluated only in the blocks of ``block`` photons whose :func:`_block_bound` could
+    reach the running maximum (and the critical value). In a segment with a change the maximum
+    stands far above the rest, so most blocks are skipped with their logarithms; a segment
+    without one is scanned in full.
+    """
+    n = i1 - i0
+    span = float(times[i1] - times[i0])
+    if span <= 0.0:
+        return -1
+    log_span = math.log(span)
+    trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]
+    n_blocks = (n - 2) // block + 1
+    bounds = np.empty(n_blocks)
+    # block b holds k = 1 + b * block ..; its V lie between those of its first photon and the
+    # next block's first (the last k for the last block), so neighbours share a corner
+    corner_left = np.empty(2)
+    corner_right = np.empty(2)
+    corner_left[1] = _log_gap(times, i0, i0 + 1) - log_span
+    corner_right[1] = _log_gap(times, i0 + 1, i1) - log_span
+    top = 0
+    for b in range(n_blocks):
+        k1 = 1 + b * block
+        k2 = min(k1 + block - 1, n - 1)
+        k_next = min(k2 + 1, n - 1)
+        corner_left[0] = corner_left[1]
+        corner_right[0] = corner_right[1]
+        corner_left[1] = _log_gap(times, i0, i0 + k_next) - log_span
+        corner_right[1] = _log_gap(times, i0 + k_next, i1) - log_span
+        bounds[b] = _block_bound(n, k1, k2, corner_left, corner_right, h1, h2, trigamma_n)
+        if bounds[b] > bounds[top]:
+            top = b
+    if bounds[top] <= critical:
+        return -1
+    # the most promising block first, so that the running maximum prunes the rest
+    best_k, best_w = -1, -np.inf
+    for step in range(n_blocks + 1):
+        b = top if step == 0 else step - 1
+        # skip blocks that can neither win nor exceed the critical value (NaN bounds are scanned)
+        if step > 0 and (b == top or bounds[b] < best_w or bounds[b] <= critical):
+            continue
+        k1 = 1 + b * block
+        k2 = min(k1 + block - 1, n - 1)
+        best_k, best_w = _scan_block(times, i0, i1, k1, k2, log_span, h1, h2, best_k, best_w)
+    if best_k < 0 or best_w <= critical:
+        return -1
+    return best_k
 
 
 @numba.njit(cache=True)
@@ -178,26 +312,24 @@ def _interp_critical(n, table_n, table_w):
 
 
 @numba.njit(cache=True)
-def _split(times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w, min_intervals):
-    """Offset k of an accepted change point in segment i0 .. i1 (its logs filled), or -1."""
+def _split(times, i0, i1, h1, h2, table_n, table_w, min_intervals, block):
+    """Offset k of an accepted change point in segment i0 .. i1, or -1."""
     n = i1 - i0
     if n < min_intervals:
         return -1
-    k, w = weighted_scan(times, i0, i1, log_left, log_right, h1, h2, log_int)
-    if k < 0 or w <= _interp_critical(n, table_n, table_w):
-        return -1
-    return k
+    return pruned_split(times, i0, i1, h1, h2, _interp_critical(n, table_n, table_w), block)
 
 
 @numba.njit(cache=True)
-def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
+def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, block):
     """Binary segmentation of the whole stream, then local refinement.
 
     Refinement: each change point is tested again, and moved to the maximum, in the segment
     between its neighbours; one that fails is dropped. Binary segmentation alone leaves pairs of
     change points around one true change (the first split, made on a long segment, is
     mislocated and a sliver is cut off later). Passes repeat, over the change points whose
-    segment changed, until nothing changes.
+    segment changed, until nothing changes. Each test is :func:`pruned_split` with blocks of
+    ``block`` photons.
 
     Returns (change point photon indices, interval low index, interval high index), sorted.
     """
@@ -205,38 +337,25 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
     empty = np.zeros(0, dtype=np.int64)
     if n_total < min_intervals:
         return empty, empty, empty
-    h1, h2, log_int = harmonic_sums(n_total)
-    # ln(t_k - t_start) and ln(t_end - t_k) of the segment each photon is in: a child segment
-    # shares its start (left child) or end (right child) with its parent, so half its
-    # logarithms are already there, and children never overlap.
-    log_left = np.empty(n_total + 1)
-    log_right = np.empty(n_total + 1)
+    h1, h2 = harmonic_sums(n_total)
     found = np.empty(max(n_total, 1), dtype=np.int64)
     count = 0
-    # stack of (start, end, whether log_left / log_right must be filled)
-    stack = np.empty((64, 4), dtype=np.int64)
-    stack[0] = (0, n_total, 1, 1)
+    # explicit stack of segments (start, end) still to test
+    stack = np.empty((64, 2), dtype=np.int64)
+    stack[0] = (0, n_total)
     depth = 1
     while depth > 0:
         depth -= 1
-        i0, i1, need_left, need_right = stack[depth]
-        if i1 - i0 < min_intervals:
-            continue
-        if need_left:
-            fill_log_left(times, i0, i1, log_left)
-        if need_right:
-            fill_log_right(times, i0, i1, log_right)
-        k = _split(
-            times, i0, i1, log_left, log_right, h1, h2, log_int, table_n, table_w, min_intervals
-        )
+        i0, i1 = stack[depth]
+        k = _split(times, i0, i1, h1, h2, table_n, table_w, min_intervals, block)
         if k < 0:
             continue
         found[count] = i0 + k
         count += 1
         if depth + 2 > len(stack):
             stack = np.concatenate((stack, np.empty_like(stack)))
-        stack[depth] = (i0, i0 + k, 0, 1)
-        stack[depth + 1] = (i0 + k, i1, 1, 0)
+        stack[depth] = (i0, i0 + k)
+        stack[depth + 1] = (i0 + k, i1)
         depth += 2
     cps = np.sort(found[:count])
     # a change point is re-tested when it or a neighbour moved (or vanished) since its last test
@@ -253,23 +372,7 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes):
                 continue
             a = cps[kept - 1] if kept > 0 else 0
             b = cps[i + 1] if i + 1 < len(cps) else n_total
-            k = -1
-            if b - a >= min_intervals:
-                fill_log_left(times, a, b, log_left)
-                fill_log_right(times, a, b, log_right)
-                k = _split(
-                    times,
-                    a,
-                    b,
-                    log_left,
-                    log_right,
-                    h1,
-                    h2,
-                    log_int,
-                    table_n,
-                    table_w,
-                    min_intervals,
-                )
+            k = _split(times, a, b, h1, h2, table_n, table_w, min_intervals, block)
             left_moved = k < 0 or a + k != cps[i]
             if left_moved:
                 changed = True
@@ -391,6 +494,7 @@ def find_change_points(times: ArrayLike, confidence: float = 0.95) -> ChangePoin
         interval_drop(CONFIDENCES[row]),
         MIN_SEGMENT_INTERVALS,
         _MAX_REFINE_PASSES,
+        _SCAN_BLOCK,
     )
     last = len(times) - 1
     lo_time = times[np.maximum(lo - 1, 0)]
