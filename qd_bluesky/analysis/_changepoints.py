@@ -160,17 +160,49 @@ def _log_gap(times, a, b):
 
 
 @numba.njit(cache=True)
-def _block_bound(n, k1, k2, corner_left, corner_right, h1, h2, trigamma_n):
-    """An upper bound of W_k over k = k1 .. k2 of a segment of n intervals.
+def table_error(h2):
+    """Largest rounding error of the running sums ``h2`` (against a compensated summation).
+
+    Used to bound the rounding noise of :func:`_variance`, which cancels terms of order n**2.
+    """
+    total = 0.0
+    carry = 0.0  # Neumaier's compensation of the terms 1/j**2 as h2 rounds them
+    worst = 0.0
+    for j in range(1, len(h2)):
+        term = 1.0 / (float(j) * j)
+        new_total = total + term
+        if abs(total) >= abs(term):
+            carry += (total - new_total) + term
+        else:
+            carry += (term - new_total) + total
+        total = new_total
+        worst = max(worst, abs(h2[j] - (total + carry)))
+    return worst
+
+
+@numba.njit(cache=True)
+def _variance_floor(n, h2_error):
+    """A lower bound of :func:`_variance` over all k for a segment of n intervals.
+
+    Exactly, Var[Z_k] = 4 [k**2 psi1(k) + m**2 psi1(m) - n**2 psi1(n)] = 2 + 4 [g(k) + g(m) -
+    g(n)] with g(x) = x**2 psi1(x) - x - 1/2 positive and falling, so it exceeds 2. As computed,
+    the running sums' errors (each below ``h2_error`` plus the terms' own rounding) enter with
+    weights summing to 4 n**2, the rounding of pi**2/6 with 8 k m <= 2 n**2, and the final
+    products and sums with magnitudes below 8 n.
+    """
+    err = 8.0 * n * n * (h2_error + 1e-15) + 3e-16 * n * n + 2e-14 * n + 1e-12
+    return 2.0 - err
+
+
+@numba.njit(cache=True)
+def _corner_max(n, k1, k2, corner_left, corner_right, h1):
+    """Upper bound of Z_k - E[Z_k] over k = k1 .. k2, and the size of its terms (for rounding).
 
     ``corner_left`` and ``corner_right`` hold ln V and ln(1 - V) of two photons at or outside
     the block's ends: times are sorted, so each V_k of the block lies between their V. Z_k -
     E[Z_k] as a function of (k, V) is convex in V (-2k ln V - 2(n - k) ln(1 - V)) and, at fixed
     V, convex in k (linear terms plus -2k (H1[n-1] - H1[k-1]) and its mirror, whose differences
-    grow with k), so its largest value at the four corners bounds it. sd_k is bounded by the
-    block's extreme variances (computed as :func:`_w` computes them: for large n they carry
-    rounding noise), the weight by its value nearest n / 2. A relative margin of 1e-9 covers
-    rounding.
+    grow with k), so its largest value at the four corners bounds it.
     """
     g = -np.inf
     scale = 0.0
@@ -178,25 +210,35 @@ def _block_bound(n, k1, k2, corner_left, corner_right, h1, h2, trigamma_n):
         ll = corner_left[c]
         lr = corner_right[c]
         if ll == -np.inf or lr == -np.inf:
-            return np.inf
+            return np.inf, np.inf
         for k in (k1, k2):
             m = n - k
             left = -2.0 * k * (ll + h1[n - 1] - h1[k - 1])
             right = -2.0 * m * (lr + h1[n - 1] - h1[m - 1])
             g = max(g, left + right)
             scale = max(scale, abs(left) + abs(right))
+    return g, scale
+
+
+@numba.njit(cache=True)
+def _bound(g, scale, weight, var_lo):
+    """Upper bound of W_k = dev / sd + weight given dev <= g, sd**2 >= var_lo, weight bound.
+
+    A relative margin of 1e-9 covers rounding.
+    """
+    if not var_lo > 0.0 or g == np.inf:
+        return np.inf  # _w gives NaN where var <= 0, which never wins; the exact scan sees it
+    head = g / math.sqrt(var_lo) if g >= 0.0 else 0.0
+    return head + weight + 1e-9 * (scale / math.sqrt(var_lo) + abs(weight) + 1.0)
+
+
+@numba.njit(cache=True)
+def _variance_min(n, k1, k2, h2, trigamma_n):
+    """The smallest :func:`_variance` over k = k1 .. k2, as :func:`_w` computes it."""
     var_lo = np.inf
-    var_hi = 0.0
     for k in range(k1, k2 + 1):
-        var = _variance(k, n, h2, trigamma_n)
-        var_lo = min(var_lo, var)
-        var_hi = max(var_hi, var)
-    if not var_lo > 0.0:
-        return np.inf  # _w gives NaN there, which never wins; let the exact scan see it
-    k_mid = min(max(n // 2, k1), k2)
-    weight = _weight(k_mid, n)
-    sd = math.sqrt(var_lo) if g >= 0.0 else math.sqrt(var_hi)
-    return g / sd + weight + 1e-9 * (scale / math.sqrt(var_lo) + abs(weight) + 1.0)
+        var_lo = min(var_lo, _variance(k, n, h2, trigamma_n))
+    return var_lo
 
 
 @numba.njit(cache=True)
@@ -216,14 +258,16 @@ def _scan_block(times, i0, i1, k1, k2, log_span, h1, h2, best_k, best_w):
 
 
 @numba.njit(cache=True)
-def pruned_split(times, i0, i1, h1, h2, critical, block):
+def pruned_split(times, i0, i1, h1, h2, h2_error, critical, block):
     """Offset k of the maximum of W_k in segment i0 .. i1 if it exceeds ``critical``, else -1.
 
     The same decision and k as :func:`weighted_scan` followed by the critical-value test, but
-    W_k is evaluated only in the blocks of ``block`` photons whose :func:`_block_bound` could
-    reach the running maximum (and the critical value). In a segment with a change the maximum
-    stands far above the rest, so most blocks are skipped with their logarithms; a segment
-    without one is scanned in full.
+    W_k is evaluated only in the blocks of ``block`` photons whose upper bound could reach the
+    running maximum (and the critical value). A block's bound (:func:`_corner_max`, the weight
+    nearest n / 2 and :func:`_variance_floor`) costs two logarithms; where the floor is too
+    loose to skip a block, the block's own smallest variance tightens it before its photons are
+    scanned. In a segment with a change the maximum stands far above the rest, so most blocks
+    are skipped with their logarithms. ``h2_error`` is :func:`table_error` of ``h2``.
     """
     n = i1 - i0
     span = float(times[i1] - times[i0])
@@ -231,7 +275,11 @@ def pruned_split(times, i0, i1, h1, h2, critical, block):
         return -1
     log_span = math.log(span)
     trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]
+    var_floor = _variance_floor(n, h2_error)
     n_blocks = (n - 2) // block + 1
+    corner = np.empty(n_blocks)
+    scale = np.empty(n_blocks)
+    weight = np.empty(n_blocks)
     bounds = np.empty(n_blocks)
     # block b holds k = 1 + b * block ..; its V lie between those of its first photon and the
     # next block's first (the last k for the last block), so neighbours share a corner
@@ -248,7 +296,11 @@ def pruned_split(times, i0, i1, h1, h2, critical, block):
         corner_right[0] = corner_right[1]
         corner_left[1] = _log_gap(times, i0, i0 + k_next) - log_span
         corner_right[1] = _log_gap(times, i0 + k_next, i1) - log_span
-        bounds[b] = _block_bound(n, k1, k2, corner_left, corner_right, h1, h2, trigamma_n)
+        corner[b], scale[b] = _corner_max(n, k1, k2, corner_left, corner_right, h1)
+        # the weight, concave in k, is largest nearest n / 2; one logarithm instead of four
+        k_mid = min(max(n // 2, k1), k2)
+        weight[b] = 0.5 * math.log(4.0 * k_mid * (n - k_mid) / (float(n) * n))
+        bounds[b] = _bound(corner[b], scale[b], weight[b], var_floor)
         if bounds[b] > bounds[top]:
             top = b
     if bounds[top] <= critical:
@@ -262,6 +314,10 @@ def pruned_split(times, i0, i1, h1, h2, critical, block):
             continue
         k1 = 1 + b * block
         k2 = min(k1 + block - 1, n - 1)
+        if step > 0 and corner[b] >= 0.0:
+            tight = _bound(corner[b], scale[b], weight[b], _variance_min(n, k1, k2, h2, trigamma_n))
+            if tight < best_w or tight <= critical:
+                continue
         best_k, best_w = _scan_block(times, i0, i1, k1, k2, log_span, h1, h2, best_k, best_w)
     if best_k < 0 or best_w <= critical:
         return -1
@@ -312,12 +368,13 @@ def _interp_critical(n, table_n, table_w):
 
 
 @numba.njit(cache=True)
-def _split(times, i0, i1, h1, h2, table_n, table_w, min_intervals, block):
+def _split(times, i0, i1, h1, h2, h2_error, table_n, table_w, min_intervals, block):
     """Offset k of an accepted change point in segment i0 .. i1, or -1."""
     n = i1 - i0
     if n < min_intervals:
         return -1
-    return pruned_split(times, i0, i1, h1, h2, _interp_critical(n, table_n, table_w), block)
+    critical = _interp_critical(n, table_n, table_w)
+    return pruned_split(times, i0, i1, h1, h2, h2_error, critical, block)
 
 
 @numba.njit(cache=True)
@@ -338,6 +395,7 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, blo
     if n_total < min_intervals:
         return empty, empty, empty
     h1, h2 = harmonic_sums(n_total)
+    h2_error = table_error(h2)
     found = np.empty(max(n_total, 1), dtype=np.int64)
     count = 0
     # explicit stack of segments (start, end) still to test
@@ -347,7 +405,7 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, blo
     while depth > 0:
         depth -= 1
         i0, i1 = stack[depth]
-        k = _split(times, i0, i1, h1, h2, table_n, table_w, min_intervals, block)
+        k = _split(times, i0, i1, h1, h2, h2_error, table_n, table_w, min_intervals, block)
         if k < 0:
             continue
         found[count] = i0 + k
@@ -372,7 +430,7 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, blo
                 continue
             a = cps[kept - 1] if kept > 0 else 0
             b = cps[i + 1] if i + 1 < len(cps) else n_total
-            k = _split(times, a, b, h1, h2, table_n, table_w, min_intervals, block)
+            k = _split(times, a, b, h1, h2, h2_error, table_n, table_w, min_intervals, block)
             left_moved = k < 0 or a + k != cps[i]
             if left_moved:
                 changed = True
