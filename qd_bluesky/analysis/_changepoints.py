@@ -177,14 +177,22 @@ def _log_gap(times, a, b):
 
 @numba.njit(cache=True)
 def table_error(h2):
-    """Largest rounding error of the running sums ``h2`` (against a compensated summation).
+    """Rounding error of the running sums ``h2``, against a compensated summation.
 
-    Used to bound the rounding noise of :func:`_variance`, which cancels terms of order n**2.
+    Returns ``worst`` with ``worst[b]`` the largest error of ``h2[j]`` for j < 2**b: it bounds
+    the rounding noise of :func:`_variance` (which cancels terms of order n**2) for a segment of
+    n <= 2**b intervals, which reads h2 below n only. The error grows with j, so a short
+    segment of a long recording keeps a tight bound.
     """
+    worst = np.zeros(64)
     total = 0.0
     carry = 0.0  # Neumaier's compensation of the terms 1/j**2 as h2 rounds them
-    worst = 0.0
+    largest = 0.0
+    bucket = 1  # j < 2**bucket
     for j in range(1, len(h2)):
+        while j >= (1 << bucket):
+            worst[bucket] = largest
+            bucket += 1
         term = 1.0 / (float(j) * j)
         new_total = total + term
         if abs(total) >= abs(term):
@@ -192,7 +200,8 @@ def table_error(h2):
         else:
             carry += (term - new_total) + total
         total = new_total
-        worst = max(worst, abs(h2[j] - (total + carry)))
+        largest = max(largest, abs(h2[j] - (total + carry)))
+    worst[bucket:] = largest
     return worst
 
 
@@ -291,7 +300,10 @@ def pruned_split(times, i0, i1, h1, h2, h2_error, critical, block):
         return -1
     log_span = math.log(span)
     trigamma_n = math.pi * math.pi / 6.0 - h2[n - 1]
-    var_floor = _variance_floor(n, h2_error)
+    bucket = 0
+    while (1 << bucket) < n:
+        bucket += 1
+    var_floor = _variance_floor(n, h2_error[bucket])
     n_blocks = (n - 2) // block + 1
     corner = np.empty(n_blocks)
     scale = np.empty(n_blocks)
