@@ -90,20 +90,23 @@ def numpy_critical(n: int, table_w: np.ndarray) -> float:
 
 
 def numpy_change_points(times: np.ndarray) -> np.ndarray:
-    """Binary segmentation and refinement as in ``segment_kernel``, in numpy."""
+    """Windowed binary segmentation and refinement as in ``segment_kernel``, in numpy."""
     table_w = CRITICAL_VALUES[list(CONFIDENCES).index(CONFIDENCE)]
     n_total = len(times) - 1
     j = np.arange(1, n_total + 1)
     h1 = np.concatenate(([0.0], np.cumsum(1.0 / j)))
     h2 = np.concatenate(([0.0], np.cumsum(1.0 / (j * j))))
-    found, stack = [], [(0, n_total)]
+    # windows, their inner edges as candidate change points (as in segment_kernel)
+    n_windows = -(-n_total // cpd._WINDOW_INTERVALS)
+    edges = [n_total * w // n_windows for w in range(n_windows + 1)]
+    found, stack = edges[1:-1], list(zip(edges[:-1], edges[1:], strict=True))
     while stack:
         a, b = stack.pop()
         k = numpy_split(times, a, b, h1, h2, table_w)
         if k >= 0:
             found.append(a + k)
             stack += [(a, a + k), (a + k, b)]
-    cps = sorted(found)
+    cps = sorted(set(found))
     for _ in range(10):
         kept, changed = [], False
         for i in range(len(cps)):

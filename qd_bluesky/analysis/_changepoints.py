@@ -75,6 +75,9 @@ MIN_SEGMENT_INTERVALS = int(CRITICAL_N[0])
 _MAX_REFINE_PASSES = 10
 # Photons per block of the pruned scan (see pruned_split); measured fastest on the benchmark.
 _SCAN_BLOCK = 32
+# Longest stretch segmented as one (photon intervals): bounds the recursion depth on long
+# recordings (see segment_kernel); shorter recordings are one window, unchanged by it.
+_WINDOW_INTERVALS = 1 << 20
 
 
 @numba.njit(cache=True)
@@ -406,7 +409,9 @@ def _split(times, i0, i1, h1, h2, h2_error, table_n, table_w, min_intervals, blo
 
 
 @numba.njit(cache=True)
-def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, block):
+def segment_kernel(
+    times, table_n, table_w, drop, min_intervals, max_passes, block, window_intervals
+):
     """Binary segmentation of the whole stream, then local refinement.
 
     Refinement: each change point is tested again, and moved to the maximum, in the segment
@@ -426,10 +431,20 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, blo
     h2_error = table_error(h2)
     found = np.empty(max(n_total, 1), dtype=np.int64)
     count = 0
-    # explicit stack of segments (start, end) still to test
-    stack = np.empty((64, 2), dtype=np.int64)
-    stack[0] = (0, n_total)
-    depth = 1
+    # Windows of at most window_intervals: binary segmentation peels levels off the ends of a
+    # long segment, so its depth grows with the number of levels; windows bound it. Their inner
+    # boundaries join the change points as candidates, which the refinement moves to a change
+    # nearby or drops.
+    n_windows = -(-n_total // window_intervals)
+    stack = np.empty((max(64, 2 * n_windows), 2), dtype=np.int64)
+    depth = 0
+    for w in range(n_windows):
+        start = n_total * w // n_windows
+        stack[depth] = (start, n_total * (w + 1) // n_windows)
+        depth += 1
+        if w > 0:
+            found[count] = start
+            count += 1
     while depth > 0:
         depth -= 1
         i0, i1 = stack[depth]
@@ -443,7 +458,7 @@ def segment_kernel(times, table_n, table_w, drop, min_intervals, max_passes, blo
         stack[depth] = (i0, i0 + k)
         stack[depth + 1] = (i0 + k, i1)
         depth += 2
-    cps = np.sort(found[:count])
+    cps = np.unique(found[:count])
     # a change point is re-tested when it or a neighbour moved (or vanished) since its last test
     dirty = np.ones(len(cps), dtype=np.bool_)
     for _ in range(max_passes):
@@ -581,6 +596,7 @@ def find_change_points(times: ArrayLike, confidence: float = 0.95) -> ChangePoin
         MIN_SEGMENT_INTERVALS,
         _MAX_REFINE_PASSES,
         _SCAN_BLOCK,
+        _WINDOW_INTERVALS,
     )
     last = len(times) - 1
     lo_time = times[np.maximum(lo - 1, 0)]
