@@ -22,9 +22,11 @@ critical value for the chosen confidence and n (:mod:`._cp_critical_values`, a M
 calibration of the null distribution of ``max W_k``, which depends on n only, by
 ``benchmarks/calibrate_changepoints.py``; linear in ln n between its points and continued with
 the last slope beyond 10**6 intervals). The segment is then split at photon j and both halves
-are tested again (binary segmentation). Finally each change point is re-tested, and moved to
-the maximum, between its two neighbours; one that fails there is dropped (binary segmentation
-alone leaves a spurious sliver beside some changes).
+are tested again (binary segmentation). A recording longer than 2**20 intervals is first cut
+into equal windows no longer than that, each segmented alone, and their inner edges join the
+change points as candidates. Finally each change point is re-tested, and moved to the maximum,
+between its two neighbours; one that fails there is dropped (binary segmentation alone leaves a
+spurious sliver beside some changes; a window edge moves to a change nearby or goes).
 
 Confidence interval of a change point: the photons k whose log-likelihood ratio is within
 ``c / 2`` of the maximum, ``Z_max - Z_k <= c``. In the limit of a small change the profile
@@ -36,23 +38,34 @@ coverage 0.985 at 35 against 5 kc/s); at 35 against 23 kc/s it measured 0.90 (79
 
 Cost: with cumulative harmonic sums every ``W_k`` costs O(1), so a segment's scan is O(n) and
 the whole recursion O(N log N) for balanced splits. Splits are not balanced: on a blinking trace
-binary segmentation peels levels off the ends of long segments (recursion ~30 deep, each photon
-scanned ~16 times on the benchmark below), and the exhaustive scan (:func:`weighted_scan`, two
-logarithms, a square root and a division per photon) took ~90 % of the time. The detection
-therefore scans in blocks of photons (:func:`pruned_split`): a block's upper bound of ``W_k``
-costs two logarithms (its corner values, convex in ``V`` and in ``k``, with a floor of the
-variance), and only blocks whose bound reaches the running maximum, and the critical value, are
-evaluated photon by photon. In a segment with a change the maximum stands far above the rest,
-so a scan costs ~1 ns per photon instead of ~11; decisions and change points are identical to
-the exhaustive scan (the bound is rigorous, rounding included; the calibration uses the
-exhaustive scan).
+binary segmentation peels levels off the ends of long segments, so the depth grows with the
+number of levels (each photon scanned 16 times at 1.1 M photons of the benchmark below, 27
+times at 4 M, 155 times at 10 M, without windows). The windows bound the depth (Watkins & Yang
+and Full SMS window long traces too); recordings up to 2**20 intervals are one window.
 
-Speed (``benchmarks/bench_changepoints.py``: 1.14 M photons, 60 s of X0/X+ blinking at 35 and
-5 kc/s, 325 change points; one run, best of 3, one core of a 2-core Xeon shared with other jobs,
-load average ~2): 22.6 M photons/s, against 0.84 M photons/s for plain numpy (the same
-change points) and 3.8 M photons/s for the exhaustive numba scan this replaced (3.3 in an
-earlier run). Building the harmonic sums and their error bound takes ~9 ns of the ~44 ns per
-photon.
+The exhaustive scan (:func:`weighted_scan`, two logarithms, a square root and a division per
+photon) took ~90 % of the time, so the detection scans in blocks of photons
+(:func:`pruned_split`): a block's upper bound of ``W_k`` costs about two logarithms (its corner
+values, convex in ``V`` and in ``k``, and a floor of the variance), and only blocks whose bound
+reaches the running maximum, and the critical value, are evaluated photon by photon. In a
+segment with a change the maximum stands far above the rest, so a scan costs ~1-2 ns per photon
+instead of ~11. Decisions and change points are identical to the exhaustive scan (the bound is
+rigorous, rounding included; the calibration uses the exhaustive scan).
+
+Speed (``benchmarks/bench_changepoints.py``, one run each, best of 3 at 60 s and of 1 at 300 s,
+one core of a 2-core Xeon shared with other jobs, load average 2.4 of 2). 60 s of X0/X+
+blinking at 35 and 5 kc/s (1.14 M photons, 323 change points, two windows): 23.3 M photons/s,
+plain numpy 1.3 M photons/s (the same change points); before this scan and the windows, the
+exhaustive numba scan ran 3.8 M photons/s on the same stream (3.3 in an earlier run). 300 s
+(6.0 M photons): 15.6 M photons/s, numpy 0.8, the exhaustive scan without windows 1.4.
+Building the harmonic sums and their error bound takes ~9 ns of the ~45 ns per photon.
+
+Rounding (known, not changed here): the standardising variance as computed (differences of
+running sums times k**2) loses digits as n grows: 1e-6 at 10**4 intervals, 0.12 (6 %) at
+10**6, and at 4 * 10**6 it can read 0.8 instead of ~2. The windows keep binary segmentation
+below 2**20 intervals, but a refinement segment can be longer. The stable form
+2 + 4 [g(k) + g(m) - g(n)] (see :func:`_variance_floor`) would change W there and needs a new
+calibration.
 
 Arrival times are integer ticks; photons sharing a tick (``V_k`` of exactly 0 or 1) are no
 evidence of a change, so those k are skipped.
