@@ -97,8 +97,7 @@ def numpy_change_points(times: np.ndarray) -> np.ndarray:
     h1 = np.concatenate(([0.0], np.cumsum(1.0 / j)))
     h2 = np.concatenate(([0.0], np.cumsum(1.0 / (j * j))))
     # windows, their inner edges as candidate change points (as in segment_kernel)
-    n_windows = -(-n_total // cpd._WINDOW_INTERVALS)
-    edges = [n_total * w // n_windows for w in range(n_windows + 1)]
+    edges = [*range(0, n_total, cpd._WINDOW_INTERVALS), n_total]
     found, stack = edges[1:-1], list(zip(edges[:-1], edges[1:], strict=True))
     while stack:
         a, b = stack.pop()

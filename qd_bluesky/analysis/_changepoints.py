@@ -23,10 +23,11 @@ calibration of the null distribution of ``max W_k``, which depends on n only, by
 ``benchmarks/calibrate_changepoints.py``; linear in ln n between its points and continued with
 the last slope beyond 10**6 intervals). The segment is then split at photon j and both halves
 are tested again (binary segmentation). A recording longer than 2**20 intervals is first cut
-into equal windows no longer than that, each segmented alone, and their inner edges join the
-change points as candidates. Finally each change point is re-tested, and moved to the maximum,
-between its two neighbours; one that fails there is dropped (binary segmentation alone leaves a
-spurious sliver beside some changes; a window edge moves to a change nearby or goes).
+into windows of 2**20 from photon 0 (the last one shorter), each segmented alone, and their
+inner edges join the change points as candidates. Finally each change point is re-tested, and
+moved to the maximum, between its two neighbours; one that fails there is dropped (binary
+segmentation alone leaves a spurious sliver beside some changes; a window edge moves to a change
+nearby or goes).
 
 Confidence interval of a change point: the photons k whose log-likelihood ratio is within
 ``c / 2`` of the maximum, ``Z_max - Z_k <= c``. In the limit of a small change the profile
@@ -52,12 +53,12 @@ segment with a change the maximum stands far above the rest, so a scan costs ~1-
 instead of ~11. Decisions and change points are identical to the exhaustive scan (the bound is
 rigorous, rounding included; the calibration uses the exhaustive scan).
 
-Speed (``benchmarks/bench_changepoints.py``, one run each, best of 3 at 60 s and of 1 at 300 s,
-one core of a 2-core Xeon shared with other jobs, load average 2.4 of 2). 60 s of X0/X+
-blinking at 35 and 5 kc/s (1.14 M photons, 323 change points, two windows): 23.3 M photons/s,
-plain numpy 1.3 M photons/s (the same change points); before this scan and the windows, the
-exhaustive numba scan ran 3.8 M photons/s on the same stream (3.3 in an earlier run). 300 s
-(6.0 M photons): 15.6 M photons/s, numpy 0.8, the exhaustive scan without windows 1.4.
+Speed (``benchmarks/bench_changepoints.py``, one run, best of 5 at 60 s and of 2 at 300 s, one
+core of a 2-core Xeon shared with other jobs, load average 2.4 of 2). 60 s of X0/X+ blinking at
+35 and 5 kc/s (1.14 M photons, two windows, 325 change points as before): 21.9 M photons/s,
+plain numpy 1.1 M photons/s (the same change points); before the pruned scan and the windows,
+the exhaustive numba scan ran 3.8 M photons/s on this stream (3.3 in an earlier run). 300 s
+(6.0 M photons): 17.4 M photons/s, numpy 1.1, the exhaustive scan without windows 1.4.
 Building the harmonic sums and their error bound takes ~9 ns of the ~45 ns per photon.
 
 Rounding (known, not changed here): the standardising variance as computed (differences of
@@ -444,16 +445,17 @@ def segment_kernel(
     h2_error = table_error(h2)
     found = np.empty(max(n_total, 1), dtype=np.int64)
     count = 0
-    # Windows of at most window_intervals: binary segmentation peels levels off the ends of a
-    # long segment, so its depth grows with the number of levels; windows bound it. Their inner
-    # boundaries join the change points as candidates, which the refinement moves to a change
-    # nearby or drops.
+    # Windows of window_intervals from photon 0 (the last one shorter): binary segmentation
+    # peels levels off the ends of a long segment, so its depth grows with the number of
+    # levels; windows bound it. Their inner edges join the change points as candidates, which
+    # the refinement moves to a change nearby or drops. Edges on a fixed grid stay where they
+    # are as a recording grows.
     n_windows = -(-n_total // window_intervals)
     stack = np.empty((max(64, 2 * n_windows), 2), dtype=np.int64)
     depth = 0
     for w in range(n_windows):
-        start = n_total * w // n_windows
-        stack[depth] = (start, n_total * (w + 1) // n_windows)
+        start = w * window_intervals
+        stack[depth] = (start, min(start + window_intervals, n_total))
         depth += 1
         if w > 0:
             found[count] = start
