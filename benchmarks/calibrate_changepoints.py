@@ -64,7 +64,7 @@ OUT = Path(__file__).resolve().parents[1] / "qd_bluesky" / "analysis" / "_cp_cri
 def null_maxima(n, draws, seed):
     # numba's generator inside njit is numpy's legacy API
     np.random.seed(seed)  # noqa: NPY002
-    h1, h2, log_int = harmonic_sums(n)
+    h1, h2 = harmonic_sums(n)
     times = np.empty(n + 1)
     log_left = np.empty(n + 1)
     log_right = np.empty(n + 1)
@@ -78,7 +78,7 @@ def null_maxima(n, draws, seed):
         # the same path as the detection kernel
         fill_log_left(times, 0, n, log_left)
         fill_log_right(times, 0, n, log_right)
-        out[d] = weighted_scan(times, 0, n, log_left, log_right, h1, h2, log_int)[1]
+        out[d] = weighted_scan(times, 0, n, log_left, log_right, h1, h2)[1]
     return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qd_bluesky.analysis import _changepoints as cp
 from qd_bluesky.analysis._changepoints import critical_value, find_change_points
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -143,3 +144,32 @@ def test_tiny_and_constant_streams():
 def test_bad_arguments(times, confidence, match_text):
     with pytest.raises(ValueError, match=match_text):
         find_change_points(times, confidence)
+
+
+def test_pruned_scan_decides_as_the_exhaustive_scan():
+    # The block bounds must never skip the maximum: on segments with and without changes, shared
+    # ticks and float times, the pruned scan gives the exhaustive scan's decision and photon.
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        n_switch = int(rng.integers(0, 4))
+        switch = np.sort(rng.uniform(0.0, 1.0, n_switch))
+        rates = rng.choice([2e3, 5e3, 23e3, 35e3, 200e3], n_switch + 1)
+        times = piecewise_poisson(list(rates), switch, 1.0, seed=trial)
+        if trial % 3 == 1:
+            times = times // int(rng.integers(2, 50))  # many shared ticks
+        elif trial % 3 == 2:
+            times = times * TICK_S + 1e3  # float seconds with an offset
+        n = len(times) - 1
+        if n < 10:
+            continue
+        h1, h2 = cp.harmonic_sums(n)
+        log_left, log_right = np.empty(n + 1), np.empty(n + 1)
+        cp.fill_log_left(times, 0, n, log_left)
+        cp.fill_log_right(times, 0, n, log_right)
+        k, w = cp.weighted_scan(times, 0, n, log_left, log_right, h1, h2)
+        # at the critical value and at the maximum itself, where a tie must go the same way
+        for critical in (critical_value(0.95, n), w - 1e-9, w):
+            expected = k if k >= 0 and w > critical else -1
+            for block in (4, 32):
+                got = cp.pruned_split(times, 0, n, h1, h2, cp.table_error(h2), critical, block)
+                assert got == expected, (trial, critical, block)
