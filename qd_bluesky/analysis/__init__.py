@@ -5,6 +5,7 @@ Pure numpy/numba/scipy/h5py: nothing here knows about bluesky or EPICS.
 
 from ._accumulators import DecayHistogram, IntensityTrace
 from ._analyze import analyze_file
+from ._blinking import power_law_summary
 from ._changepoints import ChangePoints, find_change_points
 from ._dwell import (
     Blinking,
@@ -114,6 +115,7 @@ __all__ = [
     "grouped_levels",
     "level_histograms",
     "segment_blinking",
+    "power_law_summary",
     # whole-file analysis
     "DEFAULT_CHANNELS",
     "PhotonAnalysis",

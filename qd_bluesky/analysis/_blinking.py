@@ -16,9 +16,16 @@ def _finite(value: float, scale: float = 1.0) -> float | None:
     return float(value * scale) if math.isfinite(value) else None
 
 
-def _power_law(fit: PowerLawFit | None, dwells: int) -> dict[str, Any]:
+def power_law_summary(
+    fit: PowerLawFit | None, dwells: int, missing: float | None = None
+) -> dict[str, Any]:
+    """``alpha``, ``alpha_stderr``, ``xmin_s`` and ``dwells`` of a dwell-time fit.
+
+    Without a fit (too few dwells) the three numbers are ``missing``: None in JSON, NaN in an
+    event stream.
+    """
     if fit is None:
-        return {"alpha": None, "alpha_stderr": None, "xmin_s": None, "dwells": dwells}
+        return {"alpha": missing, "alpha_stderr": missing, "xmin_s": missing, "dwells": dwells}
     return {
         "alpha": fit.alpha,
         "alpha_stderr": fit.alpha_stderr,
@@ -95,7 +102,7 @@ def levels_summary(
         ],
         "blinking": {
             "threshold_cps": _finite(blink.threshold_cps),
-            "on": _power_law(blink.on, len(blink.on_s)),
-            "off": _power_law(blink.off, len(blink.off_s)),
+            "on": power_law_summary(blink.on, len(blink.on_s)),
+            "off": power_law_summary(blink.off, len(blink.off_s)),
         },
     }

@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from qd_bluesky.analysis import (
-    PowerLawFit,
     dwell_times,
     find_change_points,
     fit_power_law,
     grouped_levels,
+    power_law_summary,
     segment_blinking,
 )
 
@@ -267,18 +266,6 @@ class LevelTracker:
         self._seg_start, self._seg_end, self._seg_photons = [], [], []
 
 
-def _power_law(fit: PowerLawFit | None, dwells: int) -> dict[str, Any]:
-    nan = math.nan
-    if fit is None:
-        return {"alpha": nan, "alpha_stderr": nan, "xmin_s": nan, "dwells": dwells}
-    return {
-        "alpha": fit.alpha,
-        "alpha_stderr": fit.alpha_stderr,
-        "xmin_s": fit.xmin,
-        "dwells": dwells,
-    }
-
-
 def blinking_row(
     segment: int,
     bias_v: float,
@@ -294,15 +281,15 @@ def blinking_row(
     n_groups = len(lv.group_intensity_cps)
     nan = math.nan
     threshold, switching, off_fraction = nan, 0.0, 0.0
-    on = off = _power_law(None, 0)
+    on = off = power_law_summary(None, 0, math.nan)
     if n_groups >= 2 and duration > 0:
         threshold, on_s, off_s = dwell_times(lv)
         per = segment_blinking(lv, [start_s[0], end_s[-1]], threshold)
         switching = float(per.switching_rate_hz[0])
         below = lv.group_intensity_cps <= threshold
         off_fraction = float(per.time_fraction[0][below].sum())
-        on = _power_law(fit_power_law(on_s, truncated=False), len(on_s))
-        off = _power_law(fit_power_law(off_s, truncated=False), len(off_s))
+        on = power_law_summary(fit_power_law(on_s, truncated=False), len(on_s), math.nan)
+        off = power_law_summary(fit_power_law(off_s, truncated=False), len(off_s), math.nan)
     fraction = lv.group_time_fraction
     return BlinkingRow(
         segment=int(segment),
