@@ -15,7 +15,7 @@ from ._flid import Flid
 from ._io import read_photons, sniff_format
 from ._photon_hdf5 import PhotonHdf5Reader
 from ._photons import PhotonTable
-from ._pipeline import PhotonAnalysis, StreamUnits, json_floats
+from ._pipeline import PhotonAnalysis, PhotonSettings, StreamUnits, json_floats
 
 #: Photon-HDF5 rows per read (11 MB of photons).
 CHUNK_ROWS = 1 << 20
@@ -24,11 +24,13 @@ FLID_WINDOW_BINS = 3000
 
 #: What a caller may demand of a file; a file that cannot give it is an error, not a null.
 REQUIREMENTS = ("lifetime", "g2")
+#: The FLID bin of the analysis' defaults, in ms (the paper's 20 ms).
+FLID_BIN_MS = PhotonSettings.flid_bin_s * 1e3
 
 
 def analyze_file(
     path: str | os.PathLike[str],
-    bin_ms: float = 20.0,
+    bin_ms: float = FLID_BIN_MS,
     *,
     require: Iterable[str] = (),
     levels: bool = False,
@@ -42,7 +44,7 @@ def analyze_file(
     path
         A PicoQuant PTU (T2 or T3) or Photon-HDF5 file; the format is taken from the content.
     bin_ms
-        FLID bin width in milliseconds.
+        FLID bin width in milliseconds (default :data:`FLID_BIN_MS`, 20 ms).
     require
         Results the caller needs: ``"lifetime"`` (T3 data with microtimes) and/or ``"g2"`` (two
         detector channels and a pulsed sync). A file that cannot give one raises

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="analyse the example HydraHarp T3 recording shipped with the package",
     )
-    p.add_argument("--bin-ms", type=float, default=20.0, help="FLID bin width in ms (20)")
+    p.add_argument(
+        "--bin-ms", type=float, default=None, help="FLID bin width in ms (the analysis' 20)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument(
         "--require",
@@ -55,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     path = EXAMPLE_PTU if args.example else args.file
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        options = {} if args.bin_ms is None else {"bin_ms": args.bin_ms}
         result = analyze_file(
             path,
-            bin_ms=args.bin_ms,
+            **options,
             require=args.require,
             levels=args.levels,
             confidence=args.confidence,
