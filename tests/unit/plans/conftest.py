@@ -5,7 +5,6 @@ Channel Access, nothing connects); the plans run through bluesky's ``RunEngineSi
 whose handlers answer the ``read`` messages of ``bps.rd``.
 """
 
-from functools import cache
 from types import SimpleNamespace
 
 import pytest
@@ -18,20 +17,15 @@ from qd_bluesky.devices import PiezoStage, Potentiostat, TcspcCard
 STAGE_LIMITS_UM = (-100.0, 100.0)
 
 
-@cache
-def _fake(cls: type) -> type:
-    return make_fake_device(cls)
-
-
 @pytest.fixture
 def inst() -> SimpleNamespace:
     """Unconnected fakes of the instrument's devices, named as ``make_instrument`` names them."""
-    stage = _fake(PiezoStage)("qd:stage:", name="stage")
+    stage = make_fake_device(PiezoStage)("qd:stage:", name="stage")
     for axis in (stage.x, stage.y, stage.z):
         axis.setpoint.sim_set_limits(STAGE_LIMITS_UM)
     return SimpleNamespace(
-        pot=_fake(Potentiostat)("qd:pot:", name="pot"),
-        tcspc=_fake(TcspcCard)("qd:tcspc:", name="tcspc"),
+        pot=make_fake_device(Potentiostat)("qd:pot:", name="pot"),
+        tcspc=make_fake_device(TcspcCard)("qd:tcspc:", name="tcspc"),
         stage=stage,
     )
 
