@@ -16,13 +16,13 @@ def bias_steps(
     tcspc: Flyable,
     potentiostat: Movable,
     biases: Sequence[float],
-    dwell: float,
+    dwell: float | Sequence[float],
     *,
     readables: Sequence[Readable] = (),
     collect_period: float = 0.5,
     md: CustomPlanMetadata | None = None,
 ) -> MsgGenerator[str]:
-    """Hold the dot at each bias for ``dwell`` seconds while photons are recorded.
+    """Hold the dot at each bias for its dwell while photons are recorded.
 
     One run, one photon file. The acquisition starts first; then for every bias: move and
     wait until it has settled, record a marker event in ``primary`` (the photon index, the
@@ -36,6 +36,11 @@ def bias_steps(
 
         RE(bias_steps(tcspc, pot, [0, -1.4, -1.7, -1.8, -2.0], 60))
 
+    A dwell per bias, e.g. a long 0 V segment whose FLID holds enough of the rare X- visits
+    for gammaA/gamma0, and shorter charged ones::
+
+        RE(bias_steps(tcspc, pot, [0, -1.4, -2.0], [60, 20, 20]))
+
     Parameters
     ----------
     tcspc : Flyable
@@ -45,8 +50,9 @@ def bias_steps(
     biases : sequence of float
         Biases (V vs the quasi-reference), in order; each must lie in the potentiostat's
         safe window.
-    dwell : float
-        Seconds of photons at each bias (after it has settled).
+    dwell : float or sequence of float
+        Seconds of photons at each bias (after it has settled): one number for every bias, or
+        one per bias.
     readables : sequence of Readable, optional
         Extra devices read in every marker event (e.g. the laser).
     collect_period : float, optional
@@ -65,14 +71,14 @@ def bias_steps(
         A bias outside the client-side safe window, at the call; outside the IOC's limits
         (read first in the plan), before the run opens and anything moves.
     ValueError
-        Bad arguments (empty ``biases``, ``dwell`` or ``collect_period`` <= 0, ...), at the
-        call.
+        Bad arguments (empty ``biases``, a dwell or ``collect_period`` <= 0, a ``dwell``
+        sequence whose length differs from ``biases``, ...), at the call.
     """
     plan = "bias_steps"
     check.photon_card(tcspc, plan)
     check.potentiostat(potentiostat, plan)
     setpoints = check.biases(potentiostat, biases, plan)
-    dwell = check.positive(dwell, "dwell", plan, "s")
+    dwells = check.dwells(dwell, len(setpoints), plan)
     collect_period = check.positive(collect_period, "collect_period", plan, "s")
     extra = check.readables(readables, plan, taken=(tcspc, tcspc.rates, potentiostat))
     user_md = check.metadata(md, plan)
@@ -80,16 +86,16 @@ def bias_steps(
         "tcspc": repr(tcspc),
         "potentiostat": repr(potentiostat),
         "biases": setpoints,
-        "dwell": dwell,
+        "dwell": dwells if len(set(dwells)) > 1 else dwells[0],
         "readables": list(map(repr, extra)),
         "collect_period": collect_period,
     }
 
     def steps() -> MsgGenerator[None]:
-        for bias in setpoints:
+        for bias, seconds in zip(setpoints, dwells, strict=True):
             yield from set_bias(potentiostat, bias)
             yield from mark_segment(tcspc, potentiostat, extra)
-            yield from acquire_photons(tcspc, dwell, collect_period)
+            yield from acquire_photons(tcspc, seconds, collect_period)
 
     def run() -> MsgGenerator[str]:
         named = [(f"biases[{i}]", bias) for i, bias in enumerate(setpoints)]

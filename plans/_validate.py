@@ -94,6 +94,18 @@ def biases(
     return [bias(potentiostat, v, f"biases[{i}]", plan, window) for i, v in enumerate(values)]
 
 
+def dwells(value: Any, count: int, plan: str) -> list[float]:
+    """One dwell (s) per bias: a number for all, or a sequence of ``count`` positive numbers."""
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
+        if len(value) != count:
+            raise ValueError(
+                f"{plan}: dwell has {len(value)} values for {count} biases: give one number, "
+                "or one dwell (s) per bias"
+            )
+        return [positive(v, f"dwell[{i}]", plan, "s") for i, v in enumerate(value)]
+    return [positive(value, "dwell", plan, "s")] * count
+
+
 def bias_window(
     potentiostat: Any, named_biases: Sequence[tuple[str, float]], plan: str
 ) -> MsgGenerator[None]:

@@ -13,12 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the paper's experiment on the simulated instrument and write a report",
         description="Start the simulated instrument, find the dot, step the bias through 0, "
         "-1.4, -1.7, -1.8 and -2 V, run a CV scan 0 -> -2 -> 0 V and a g2 measurement with live "
-        "analysis, store everything in the catalog and write a report (about 4 minutes; "
-        "--quick: about 1 minute).",
+        "analysis, store everything in the catalog and write a report (about 5 minutes; "
+        "--quick: about 2 minutes).",
     )
     p.add_argument("--data-dir", default=None, help="data directory of the embedded catalog")
     p.add_argument("--port", type=int, default=None, help="CA port of the simulated IOCs")
-    p.add_argument("--quick", action="store_true", help="short dwells: done in about a minute")
+    p.add_argument("--quick", action="store_true", help="short dwells: done in about 2 minutes")
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated sample (1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")

@@ -327,10 +327,11 @@ def simulated_flid(preset: str, seed: int, duration_s: float = 30.0) -> FlidResu
 # only 58-78 of the 1500 bins); seeds 1-3 are ordinary traces (200-320 X+ bins).
 @pytest.mark.parametrize(
     ("preset", "tolerance"),
-    # Over 21 seeds of 30 s (these five among them) the estimate scatters by 0.005 (sd) around
-    # 0.495 (qd1) and by 0.0024 around 0.0795 (qd2): bins that mix X0 and X- pull X- toward X0.
-    # The tolerances are that offset plus 5 sd.
-    [("qd1", 0.03), ("qd2", 0.015)],
+    # The Markov presets: X- holds 17 % of 0 V (the power-law qd1: ~2 %, too few bins in 30 s
+    # for this test's statistics). Over 21 seeds of 30 s (these five among them) the estimate
+    # scatters by 0.005 (sd) around 0.495 (qd1) and by 0.0024 around 0.0795 (qd2): bins that mix
+    # X0 and X- pull X- toward X0. The tolerances are that offset plus 5 sd.
+    [("qd1-markov", 0.03), ("qd2-markov", 0.015)],
 )
 def test_gamma_ratio_from_simulated_0v_traces(preset: str, tolerance: float) -> None:
     p = PRESETS[preset]

@@ -1,9 +1,10 @@
 """``qd-bluesky demo --quick``: runs, derived runs, report and the paper's numbers.
 
 Tolerances are the paper's bands for qd1 (docs/physics.md), which the simulator is calibrated
-to; with the quick demo's 8 s dwells the statistical errors are well inside them (-2 V: ~11 000
-photons, lifetime error ~0.01 ns; intensity drop error ~1 %), except the FLID-based X0 lifetime,
-which runs up to ~10 % low (bins that straddle a blink), hence its band is widened below.
+to; with the quick demo's 8 s dwells (45 s at 0 V) the statistical errors are well inside them
+(-2 V: ~11 000 photons, lifetime error ~0.01 ns; intensity drop error ~1 %), except the FLID-based
+X0 lifetime, which runs up to ~10 % low (bins that straddle a blink), hence its band is widened
+below.
 """
 
 from __future__ import annotations

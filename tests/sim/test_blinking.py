@@ -25,7 +25,7 @@ from qd_bluesky.sim._blinking import (
 )
 from qd_bluesky.sim._rng import new_stream
 
-POWER_LAW = PRESETS["qd1-powerlaw"]
+POWER_LAW = PRESETS["qd1"]
 #: The chain does not depend on the detection: a dim copy gives the same trajectory, cheaply.
 DIM = POWER_LAW.with_(detection_efficiency=1e-4)
 
@@ -155,7 +155,7 @@ def test_no_blinking_with_the_laser_off() -> None:
 
 def play(cuts: list[float], seed: int) -> tuple:
     """Power-law dot through bias steps (one mid-dwell), advanced through ``cuts``."""
-    dot = SingleDot("qd1-powerlaw", seed=seed)
+    dot = SingleDot("qd1", seed=seed)
     ops = [(0.7, 0.0 - 1.45), (1.1, -1.0), (1.9, 0.0)]
     chunks = []
     for cut in cuts:
@@ -190,16 +190,16 @@ def test_blinking_parameter_checks() -> None:
         DotParameters(off_cutoff_s=0.0)
 
 
-# ------------------------------------------------------------ qd1-powerlaw, 0 V recalibration
+# ------------------------------------------------------------ qd1, 0 V recalibration
 @pytest.fixture(scope="module")
 def recalibrated_0v(lab):
-    return lab.measure("qd1-powerlaw", 0.0, 60.0, seed=13)
+    return lab.measure("qd1", 0.0, 60.0, seed=13)
 
 
 def test_recalibrated_whole_decay_long_component(recalibrated_0v) -> None:
     """The whole 60 s decay at 0 V, fitted bi-exponentially: long component 125 +- 6 ns (Fig. 4a).
 
-    It reads 121.6-125.3 ns over seeds 1-8 (qd1, Markov, 17 % X-: 92-100 ns). The fit's standard
+    It reads 121.6-125.3 ns over seeds 1-8 (qd1-markov, 17 % X-: 92-100 ns). The fit's standard
     error is ~0.3 ns on the ~1.8e6 photons, below a third of the band.
     """
     fit = recalibrated_0v.fit(model="bi")

@@ -226,9 +226,9 @@ def test_cv_waveform_bad_input(args: tuple, message: str) -> None:
 
 
 def test_presets_and_parameter_checks() -> None:
-    assert set(PRESETS) == {"qd1", "qd2", "qd1-powerlaw", "qd2-powerlaw"}
+    assert set(PRESETS) == {"qd1", "qd2", "qd1-markov", "qd2-markov"}
     assert resolve_preset("qd2") is PRESETS["qd2"]
-    with pytest.raises(ValueError, match="unknown dot preset 'qd9'; choose from qd1, qd1-powerlaw"):
+    with pytest.raises(ValueError, match="unknown dot preset 'qd9'; choose from qd1, qd1-markov"):
         resolve_preset("qd9")
     with pytest.raises(ValueError, match="tau_x0_s must be positive"):
         DotParameters(tau_x0_s=0.0)

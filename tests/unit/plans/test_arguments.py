@@ -41,6 +41,18 @@ def _cases():
             r"^bias_steps: dwell must be > 0 s, not 0$",
         ),
         (
+            "bias_steps-dwells-per-bias-mismatch",
+            lambda i: bias_steps(i.tcspc, i.pot, [0.0, -1.0], [60.0]),
+            ValueError,
+            r"^bias_steps: dwell has 1 values for 2 biases: give one number, or one dwell",
+        ),
+        (
+            "bias_steps-dwells-per-bias-negative",
+            lambda i: bias_steps(i.tcspc, i.pot, [0.0, -1.0], [60.0, -1]),
+            ValueError,
+            r"^bias_steps: dwell\[1\] must be > 0 s, not -1$",
+        ),
+        (
             "bias_steps-no-biases",
             lambda i: bias_steps(i.tcspc, i.pot, [], 1.0),
             ValueError,

@@ -77,6 +77,18 @@ def test_bias_steps_dwell_is_collects_and_sleeps(inst, sim):
     assert sum(m.args[0] for m in msgs if m.command == "sleep") == pytest.approx(2.0, abs=0.05)
 
 
+def test_bias_steps_dwell_per_bias(inst, sim):
+    msgs = sim.simulate_plan(
+        bias_steps(inst.tcspc, inst.pot, [0.0, -1.0], [3.0, 1.0], collect_period=0.5)
+    )
+    # the sleeps between the two bias moves, and after the second
+    moves = [i for i, m in enumerate(msgs) if m.command == "set" and name_of(m) == "pot"]
+    slept = [m.args[0] if m.command == "sleep" else 0.0 for m in msgs]
+    assert sum(slept[moves[0] : moves[1]]) == pytest.approx(3.0, abs=0.05)
+    assert sum(slept[moves[1] : moves[2]]) == pytest.approx(1.0, abs=0.05)
+    assert _open_run_md(msgs)["plan_args"]["dwell"] == [3.0, 1.0]
+
+
 def test_bias_steps_refuses_an_unsafe_bias_before_any_message(inst):
     with pytest.raises(UnsafeBiasError, match=r"^bias_steps: pot: biases\[1\] -2\.500 V"):
         bias_steps(inst.tcspc, inst.pot, [0.0, -2.5], 1.0)  # at the call: no generator
