@@ -200,6 +200,8 @@ class TcspcIOC(PVGroup):
         from qd_bluesky.analysis._photon_hdf5 import (
             BIAS_MARKER_COLUMNS,
             BIAS_MARKER_GROUP,
+            OVERFLOW_COLUMNS,
+            OVERFLOW_GROUP,
             PhotonHdf5Writer,
         )
 
@@ -230,7 +232,10 @@ class TcspcIOC(PVGroup):
                     chunk_rows=CHUNK_ROWS,
                     excitation_wavelengths_m=[WAVELENGTH_M],
                     swmr=True,
-                    user_columns={BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS},
+                    user_columns={
+                        BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS,
+                        OVERFLOW_GROUP: OVERFLOW_COLUMNS,
+                    },
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
                 self._writer = None
@@ -361,11 +366,20 @@ class TcspcIOC(PVGroup):
             macrotime, microtime, channel = macrotime[:keep], microtime[:keep], channel[:keep]
             events = [e for e in events if e[0] <= t_stop]
         n_max = int(MAX_COUNT_RATE_CPS * max(t_stop - chunk.t_start_s, 0.0)) + 1
+        rows_before = self._writer.rows_written
         if len(macrotime) > n_max:
-            # FIFO overrun: the card drops what it cannot buffer and says so.
+            # FIFO overrun: the card drops what it cannot buffer, says so in the PV, and the
+            # file records where and how many (docs/photon-file.md).
+            from qd_bluesky.analysis._photon_hdf5 import OVERFLOW_GROUP
+
+            self._writer.append_user(
+                OVERFLOW_GROUP,
+                photon_index=[rows_before + n_max],
+                t_s=[t_stop - self._t_start],
+                dropped=[len(macrotime) - n_max],
+            )
             macrotime, microtime, channel = macrotime[:n_max], microtime[:n_max], channel[:n_max]
             await self.overflow.write(1)
-        rows_before = self._writer.rows_written
         if self.mode.value == "T2":
             period_bins = round(1.0 / (chunk.rep_rate_hz * chunk.microtime_unit_s))
             timestamps = (macrotime * period_bins + microtime) >> self._shift

@@ -27,7 +27,9 @@ from ._levels import Levels, find_levels, group_levels, grouped_levels, level_hi
 from ._photon_hdf5 import (
     PhotonHdf5Reader,
     PhotonHdf5Writer,
+    Validation,
     read_photon_hdf5,
+    validate_photon_file,
     write_photon_hdf5,
 )
 from ._photons import PhotonTable
@@ -64,6 +66,8 @@ __all__ = [
     "PhotonHdf5Reader",
     "PhotonHdf5Writer",
     "read_photon_hdf5",
+    "validate_photon_file",
+    "Validation",
     "read_photons",
     "read_ptu",
     "write_photon_hdf5",

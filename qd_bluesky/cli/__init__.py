@@ -28,6 +28,7 @@ _COMMANDS = {
     "replay": "._replay",
     "queueserver": "._queueserver",
     "serve-catalog": "._serve",
+    "validate": "._validate",
 }
 
 EXIT_USAGE = 2

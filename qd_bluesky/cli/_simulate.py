@@ -199,7 +199,7 @@ def simulate_to_file(plan: dict[str, Any]) -> dict[str, Any]:
         "no_dot_charge_state": NO_DOT_STATE,
     }
     user: dict[str, dict[str, Any]] = {
-        "bias": {"time_s": step_t, "bias_v": step_v},
+        "bias_waveform": {"time_s": step_t, "bias_v": step_v},
         "simulation": {"parameters_json": np.bytes_(json.dumps(simulation))},
     }
     if cv is not None:

@@ -52,7 +52,7 @@ def test_static_bias_file(tmp_path: Path) -> None:
         traj_q = f["/user/charge_trajectory/charge"][()]
         assert traj_t[0] == 0.0 and np.all(np.diff(traj_t) > 0)
         assert np.array_equal(traj_q[1:], ref.transitions[0][1])
-        assert f["/user/bias/bias_v"][()].tolist() == [-1.7]
+        assert f["/user/bias_waveform/bias_v"][()].tolist() == [-1.7]
         params = json.loads(f["/user/simulation/parameters_json"][()])
         assert params["preset"] == "qd1" and params["dot"]["tau_x0_s"] == PRESETS["qd1"].tau_x0_s
         assert params["no_dot_charge_state"] == NO_DOT_STATE
@@ -66,8 +66,8 @@ def test_cv_file(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip().splitlines()) == 1
     with h5py.File(out) as f:
-        t = f["/user/bias/time_s"][()]
-        v = f["/user/bias/bias_v"][()]
+        t = f["/user/bias_waveform/time_s"][()]
+        v = f["/user/bias_waveform/bias_v"][()]
         assert t[-1] == pytest.approx(8.0) and v.min() == pytest.approx(-2.0, abs=0.002)
         assert f["/user/cv/corner_bias_v"][()].tolist() == [0.0, -2.0, 0.0, -2.0, 0.0]
         q = f["/user/charge_trajectory/charge"][()]

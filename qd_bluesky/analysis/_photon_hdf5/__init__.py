@@ -3,7 +3,8 @@
 ``_spec`` the layout's names and TITLE texts, ``_layout`` the creation of its nodes,
 ``_writer`` the streaming (SWMR) writer, ``_write_file`` the one-shot writer of a table,
 ``_reader`` the reader, ``_swmr`` the read-only open of a file a writer may hold, and
-``_markers`` the ``/user/bias`` marker schema shared by the TCSPC IOC and the live analysis.
+``_markers`` the ``/user`` schemas shared by the TCSPC IOC and its readers (bias markers, FIFO
+overruns), ``_validate`` the check of a file against docs/photon-file.md.
 """
 
 from ._markers import (
@@ -11,10 +12,14 @@ from ._markers import (
     BIAS_MARKER_GROUP,
     BIAS_MARKER_PATH,
     BIAS_MARKER_REQUIRED,
+    OVERFLOW_COLUMNS,
+    OVERFLOW_GROUP,
+    OVERFLOW_PATH,
 )
 from ._reader import PhotonHdf5Reader, read_photon_hdf5
 from ._spec import FORMAT_NAME, FORMAT_URL, FORMAT_VERSION
 from ._swmr import open_for_reading
+from ._validate import Validation, validate_photon_file
 from ._write_file import write_photon_hdf5
 from ._writer import PhotonHdf5Writer
 
@@ -26,9 +31,14 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_URL",
     "FORMAT_VERSION",
+    "OVERFLOW_COLUMNS",
+    "OVERFLOW_GROUP",
+    "OVERFLOW_PATH",
     "PhotonHdf5Reader",
     "PhotonHdf5Writer",
+    "Validation",
     "open_for_reading",
     "read_photon_hdf5",
+    "validate_photon_file",
     "write_photon_hdf5",
 ]

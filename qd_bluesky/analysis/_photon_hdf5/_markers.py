@@ -1,5 +1,5 @@
-"""The bias markers of a photon file (``/user/bias``): the schema the TCSPC IOC writes and
-the live analysis reads.
+"""The ``/user`` groups the TCSPC IOC writes into a photon file: the bias markers
+(``/user/bias``), which the live analysis reads, and the FIFO overruns (``/user/overflow``).
 
 Photon row ``k`` saw the bias of the last marker with ``photon_index <= k``. The TCSPC IOC
 appends a marker at the start, at every bias change and at the end of every photon tick.
@@ -30,3 +30,17 @@ BIAS_MARKER_COLUMNS = MappingProxyType(
 )
 #: The columns a reader needs to give each photon row its bias.
 BIAS_MARKER_REQUIRED = ("photon_index", "bias_v")
+
+#: Group under ``/user`` where the TCSPC IOC records photons lost to FIFO overruns.
+OVERFLOW_GROUP = "overflow"
+#: HDF5 path of that group.
+OVERFLOW_PATH = f"user/{OVERFLOW_GROUP}"
+#: One row per overrun: ``photon_index`` the row after which photons are missing, ``t_s``
+#: seconds since the acquisition started, ``dropped`` the photons lost.
+OVERFLOW_COLUMNS = MappingProxyType(
+    {
+        "photon_index": np.dtype(np.int64),
+        "t_s": np.dtype(np.float64),
+        "dropped": np.dtype(np.int64),
+    }
+)
