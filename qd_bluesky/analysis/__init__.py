@@ -31,6 +31,7 @@ from ._photon_hdf5 import (
     write_photon_hdf5,
 )
 from ._photons import PhotonTable
+from ._picoquant import read_picoquant_legacy
 from ._pipeline import (
     DEFAULT_CHANNELS,
     Binned,
@@ -55,6 +56,7 @@ from ._scaling import (
     gamma_ratio_from_pairs,
     quantum_yield,
 )
+from ._spc import read_spc
 
 __all__ = [
     "AnalysisError",
@@ -65,7 +67,9 @@ __all__ = [
     "PhotonHdf5Writer",
     "read_photon_hdf5",
     "read_photons",
+    "read_picoquant_legacy",
     "read_ptu",
+    "read_spc",
     "write_photon_hdf5",
     # streaming kernels and accumulators
     "DecayHistogram",
