@@ -66,24 +66,63 @@ TIMEHARP200_T3 = RecordLayout("timeharp200", "T3", 65_536)
 SPC_FIFO = RecordLayout("spc", "T3", 4096, multi=True)
 
 
+# Photon and overflow records come interleaved at random when the clock wraps often (the
+# HydraHarp T3 nsync field wraps every 1024 syncs): there a branch per record mispredicts,
+# so that kernel is branch-free on them: each record is written to the next photon row and
+# the row is kept only if it is a photon; the rare records (markers, undefined codes) take a
+# branch. The speculative write never reaches a marker row (photons + markers <= records
+# before it). Where overflows are rare (the other layouts) the plain branches are faster.
+
+
 @numba.njit(cache=True)
-def _hydraharp(raw, t3, wrap, multi, macro, micro, chan, state):  # pragma: no cover - numba
+def _hydraharp_t3(raw, wrap, multi, macro, micro, chan, state):  # pragma: no cover - numba
     n_ph, n_mark, n_inv = state[_N_PHOTONS], state[_N_MARKERS], state[_N_INVALID]
-    n_sync, first_sync, last_sync = state[_N_SYNC], state[_FIRST_SYNC], state[_LAST_SYNC]
     clock, n_back, last = state[_CLOCK], state[_N_BACKWARDS], state[_LAST_MACRO]
     max_micro = state[_MAX_MICRO]
     end = macro.size
-    time_mask = 0x3FF if t3 else 0x1FFFFFF
+    for i in range(raw.size):
+        w = np.int64(raw[i])
+        special = w >> 31
+        code = (w >> 25) & 0x3F
+        tt = w & 0x3FF
+        t = clock + tt
+        photon = 1 - special
+        macro[n_ph] = t
+        chan[n_ph] = code
+        d = (w >> 10) & 0x7FFF
+        micro[n_ph] = d
+        max_micro = max(max_micro, d * photon)
+        n_back += photon & (t < last)
+        last += photon * (t - last)
+        n_ph += photon
+        over = special & (code == 63)
+        k = (tt + (tt == 0)) if multi else 1
+        clock += over * k * wrap
+        if special and code != 63:
+            if 1 <= code <= 15:
+                n_mark += 1
+                macro[end - n_mark] = t
+                chan[end - n_mark] = code
+            else:
+                n_inv += 1
+    state[_N_PHOTONS], state[_N_MARKERS], state[_N_INVALID] = n_ph, n_mark, n_inv
+    state[_CLOCK], state[_N_BACKWARDS], state[_LAST_MACRO] = clock, n_back, last
+    state[_MAX_MICRO] = max_micro
+
+
+@numba.njit(cache=True)
+def _hydraharp_t2(raw, wrap, multi, macro, chan, state):  # pragma: no cover - numba
+    n_ph, n_mark, n_inv = state[_N_PHOTONS], state[_N_MARKERS], state[_N_INVALID]
+    n_sync, first_sync, last_sync = state[_N_SYNC], state[_FIRST_SYNC], state[_LAST_SYNC]
+    clock, n_back, last = state[_CLOCK], state[_N_BACKWARDS], state[_LAST_MACRO]
+    end = macro.size
+    time_mask = 0x1FFFFFF
     for i in range(raw.size):
         w = np.int64(raw[i])
         t = clock + (w & time_mask)
         if w < 0x80000000:
             macro[n_ph] = t
             chan[n_ph] = (w >> 25) & 0x3F
-            if t3:
-                d = (w >> 10) & 0x7FFF
-                micro[n_ph] = d
-                max_micro = max(max_micro, d)
             n_back += t < last
             last = t
             n_ph += 1
@@ -96,7 +135,7 @@ def _hydraharp(raw, t3, wrap, multi, macro, micro, chan, state):  # pragma: no c
             n_mark += 1
             macro[end - n_mark] = t
             chan[end - n_mark] = code
-        elif code == 0 and not t3:
+        elif code == 0:
             if n_sync == 0:
                 first_sync = t
             last_sync = t
@@ -106,7 +145,6 @@ def _hydraharp(raw, t3, wrap, multi, macro, micro, chan, state):  # pragma: no c
     state[_N_PHOTONS], state[_N_MARKERS], state[_N_INVALID] = n_ph, n_mark, n_inv
     state[_N_SYNC], state[_FIRST_SYNC], state[_LAST_SYNC] = n_sync, first_sync, last_sync
     state[_CLOCK], state[_N_BACKWARDS], state[_LAST_MACRO] = clock, n_back, last
-    state[_MAX_MICRO] = max_micro
 
 
 @numba.njit(cache=True)
@@ -239,8 +277,10 @@ def _spc(raw, wrap, macro, micro, chan, state):  # pragma: no cover - numba
 
 def _run(layout: RecordLayout, raw, macro, micro, chan, state) -> None:
     family = layout.family
-    if family == "hydraharp":
-        _hydraharp(raw, layout.mode == "T3", layout.wrap, layout.multi, macro, micro, chan, state)
+    if family == "hydraharp" and layout.mode == "T3":
+        _hydraharp_t3(raw, layout.wrap, layout.multi, macro, micro, chan, state)
+    elif family == "hydraharp":
+        _hydraharp_t2(raw, layout.wrap, layout.multi, macro, chan, state)
     elif family == "picoharp_t3":
         _picoharp_t3(raw, layout.wrap, macro, micro, chan, state)
     elif family == "picoharp_t2":
@@ -285,7 +325,7 @@ def decode_records(
     t3 = layout.mode == "T3"
     micro = np.empty(n if t3 else 0, dtype=np.uint16)
     state = np.zeros(_STATE_SLOTS, dtype=np.int64)
-    state[_LAST_MACRO] = np.iinfo(np.int64).min
+    state[_LAST_MACRO] = -1  # before any time (times are >= 0)
     for start in range(0, n, max(int(chunk_records), 1)):
         _run(layout, raw[start : start + chunk_records], macro, micro, chan, state)
     n_ph, n_mark = int(state[_N_PHOTONS]), int(state[_N_MARKERS])
