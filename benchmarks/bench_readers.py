@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import struct
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +48,8 @@ from qd_bluesky.analysis._records import (
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "tests" / "data"
 sys.path.insert(0, str(HERE.parent / "tests" / "analysis"))
+sys.path.insert(0, str(HERE))
+from bench_kernels import best_time  # noqa: E402
 from legacy_writers import picoharp_header  # noqa: E402
 
 try:
@@ -66,15 +66,6 @@ except ImportError:
     phconvert = None
 
 logging.getLogger("ptufile").setLevel(logging.CRITICAL)  # header quirks of the template
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 # --- synthetic events and their records ---------------------------------------------------

@@ -271,7 +271,7 @@ def read_picoquant_legacy(path: str | os.PathLike[str]) -> PhotonTable:
         raise PhotonFileError(p, f"file shrank while reading ({raw.size} of {count} records)")
     decoded = decode_records(raw, header.layout)
     problems = [count_problem] if count_problem else []
-    problems.extend(decoded_problems(decoded))
+    problems.extend(decoded.problems())
     if header.layout.mode == "T3":
         rep_rate = header.rep_rate_hz
         period_s = 1.0 / rep_rate if rep_rate else header.macrotime_unit_s
@@ -300,18 +300,3 @@ def read_picoquant_legacy(path: str | os.PathLike[str]) -> PhotonTable:
     for problem in problems:
         report(table, problem)
     return table
-
-
-def decoded_problems(decoded) -> list[str]:
-    """What the decoder found wrong in the records, one message each."""
-    problems = []
-    if decoded.n_invalid:
-        problems.append(
-            f"{decoded.n_invalid} records with an undefined channel code were skipped "
-            "(corrupt records?)"
-        )
-    if decoded.n_backwards:
-        problems.append(
-            f"macrotime goes backwards at {decoded.n_backwards} photons (corrupt records?)"
-        )
-    return problems

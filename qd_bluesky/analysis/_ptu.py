@@ -217,15 +217,7 @@ def read_ptu(path: str | os.PathLike[str]) -> PhotonTable:
             p, f"corrupt PTU file ({type(exc).__name__}: {one_line(exc)})"
         ) from exc
 
-    if decoded.n_invalid:
-        problems.append(
-            f"{decoded.n_invalid} records with an undefined channel code were skipped "
-            "(corrupt records?)"
-        )
-    if decoded.n_backwards:
-        problems.append(
-            f"macrotime goes backwards at {decoded.n_backwards} photons (corrupt records?)"
-        )
+    problems.extend(decoded.problems())
 
     if fmt.mode == "T3":
         rep_rate = 1.0 / global_res

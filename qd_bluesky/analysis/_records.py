@@ -311,6 +311,25 @@ class Decoded:
     #: B&H records flagged GAP (the card's FIFO overflowed there)
     n_gap: int
 
+    def problems(self) -> list[str]:
+        """What was found wrong in the records, one message each (for the table's warnings)."""
+        problems = []
+        if self.n_gap:
+            problems.append(
+                f"{self.n_gap} records flagged GAP: the card's FIFO overflowed and photons "
+                "were lost there"
+            )
+        if self.n_invalid:
+            problems.append(
+                f"{self.n_invalid} records with an undefined channel code were skipped "
+                "(corrupt records?)"
+            )
+        if self.n_backwards:
+            problems.append(
+                f"macrotime goes backwards at {self.n_backwards} photons (corrupt records?)"
+            )
+        return problems
+
 
 def decode_records(
     raw: NDArray[np.uint32], layout: RecordLayout, chunk_records: int = 1 << 22

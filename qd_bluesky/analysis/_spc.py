@@ -20,7 +20,6 @@ import numpy as np
 from ._errors import PhotonFileError
 from ._files import check_readable_file, one_line, report
 from ._photons import PhotonTable
-from ._picoquant import decoded_problems
 from ._records import SPC_FIFO, decode_records, record_count
 
 _ADC_BINS = 4096
@@ -105,12 +104,7 @@ def read_spc(path: str | os.PathLike[str]) -> PhotonTable:
         raise PhotonFileError(p, f"cannot read: {one_line(exc.strerror or exc)}") from exc
     decoded = decode_records(raw, SPC_FIFO)
     problems = [problem] if problem else []
-    if decoded.n_gap:
-        problems.append(
-            f"{decoded.n_gap} records flagged GAP: the card's FIFO overflowed and photons "
-            "were lost there"
-        )
-    problems.extend(decoded_problems(decoded))
+    problems.extend(decoded.problems())
     table = PhotonTable(
         macrotime=decoded.macrotime,
         microtime=decoded.microtime,

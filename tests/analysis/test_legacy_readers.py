@@ -36,6 +36,7 @@ from legacy_writers import (  # noqa: E402
     spc_records,
     write_picoharp,
 )
+from test_bad_files import assert_one_line_error  # noqa: E402
 
 LPQ = Path(__file__).resolve().parents[1] / "data" / "libpicoquant"
 
@@ -49,13 +50,6 @@ def read_quietly(path: Path):
         warnings.simplefilter("always")
         table = read_photons(path)
     return table, [str(w.message) for w in caught]
-
-
-def assert_one_line_error(exc: PhotonFileError, path: Path, *words: str) -> None:
-    text = str(exc)
-    assert "\n" not in text and path.name in text, text
-    for word in words:
-        assert word in text, text
 
 
 # --- real files against libpicoquant ------------------------------------------------------
