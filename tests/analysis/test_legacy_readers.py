@@ -349,3 +349,22 @@ def test_legacy_undefined_records_are_counted(tmp_path: Path) -> None:
     with pytest.warns(PhotonFileWarning, match="1 records with an undefined channel code"):
         table = read_photons(path)
     np.testing.assert_array_equal(table.macrotime, [5, 9])
+
+
+def test_t3r_version_6_header(tmp_path: Path) -> None:
+    """The 5.0 sample rewritten to the 6.0 layout (creator name and version instead of the
+    hardware version; each board led by its hardware ident and version) reads the same."""
+    data = (LPQ / "timeharp_v50.t3r").read_bytes()
+    v6 = bytearray(data[:16]) + b"6.0\0\0\0"
+    v6 += b"TimeHarp Software".ljust(18, b"\0") + b"6.0.0.0".ljust(12, b"\0")
+    board_at = 22 + 6 + 18 + 2 + 256 + 19 * 4 + 64 + 36 + 16 + 20  # one board in the sample
+    v6 += data[28:board_at]
+    v6 += b"TimeHarp 200".ljust(16, b"\0") + b"2.4".ljust(8, b"\0") + data[board_at:]
+    path = tmp_path / "v6.t3r"
+    path.write_bytes(bytes(v6))
+    table, _ = read_quietly(path)
+    whole, _ = read_quietly(LPQ / "timeharp_v50.t3r")
+    np.testing.assert_array_equal(table.macrotime, whole.macrotime)
+    np.testing.assert_array_equal(table.microtime, whole.microtime)
+    assert table.microtime_unit_s == whole.microtime_unit_s
+    assert table.rep_rate_hz == whole.rep_rate_hz == 4999168
