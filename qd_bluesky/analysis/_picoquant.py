@@ -239,7 +239,9 @@ def read_picoquant_legacy(path: str | os.PathLike[str]) -> PhotonTable:
           header's sync rate (as PicoQuant's demos compute the sync period), microtime bins
           of the header resolution.
         * T3R: ``macrotime`` counts the TimeHarp 200's global clock (``TTTRGlobClock``,
-          100 ns), not sync pulses; ``rep_rate_hz`` is the header's sync rate.
+          100 ns), not sync pulses; ``rep_rate_hz`` is the header's sync rate;
+          ``microtime`` is the TCSPC channel as recorded (as PicoQuant's demo prints it;
+          the TimeHarp 200 times photon to sync, so a decay runs toward lower channels).
         * PT2 (4 ps ticks; input 0 is a detector, ``rep_rate_hz`` None), HT2 (ticks of the
           header resolution: 0.5 ps in version 1.0, 1 ps in 2.0; sync records are not
           photons and give ``rep_rate_hz``).
