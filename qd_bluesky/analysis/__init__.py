@@ -33,6 +33,7 @@ from ._photon_hdf5 import (
     write_photon_hdf5,
 )
 from ._photons import PhotonTable
+from ._picoquant import read_picoquant_legacy
 from ._pipeline import (
     DEFAULT_CHANNELS,
     Binned,
@@ -57,6 +58,7 @@ from ._scaling import (
     gamma_ratio_from_pairs,
     quantum_yield,
 )
+from ._spc import read_spc
 
 __all__ = [
     "AnalysisError",
@@ -69,7 +71,9 @@ __all__ = [
     "validate_photon_file",
     "Validation",
     "read_photons",
+    "read_picoquant_legacy",
     "read_ptu",
+    "read_spc",
     "write_photon_hdf5",
     # streaming kernels and accumulators
     "DecayHistogram",

@@ -1,7 +1,7 @@
 """File plumbing every photon reader shares: path checks, one-line messages, warnings.
 
-A leaf: it imports no reader, so the readers (``_ptu``, ``_photon_hdf5``) and the
-format-blind entry point (``_io``) all import it without a cycle.
+A leaf: it imports no reader, so the readers (``_ptu``, ``_picoquant``, ``_spc``,
+``_photon_hdf5``) and the format-blind entry point (``_io``) all import it without a cycle.
 """
 
 from __future__ import annotations

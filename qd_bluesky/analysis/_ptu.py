@@ -1,11 +1,11 @@
-"""PicoQuant PTU (TTTR) reader built on ``ptufile``.
+"""PicoQuant PTU (TTTR) reader: ptufile parses the tagged header, ``_records`` decodes.
 
-ptufile parses the tagged header and accumulates the overflow records into absolute times
-(its ``decode_records``). This module adds what a photon reader needs on top:
+ptufile reads the tags; the records are decoded by this package's numba kernels
+(``_records``), one pass that classifies each record from its raw bits (photon, overflow,
+marker, sync, invalid: ptufile's own decoder reports a HydraHarp-family T2 *sync* record
+as a photon of channel 0 and leaves a record with an undefined special code looking like
+the record before it). On top of that:
 
-* the records are classified from their raw bits (photon, overflow, marker, sync, invalid),
-  because ptufile reports a HydraHarp-family T2 *sync* record as a photon of channel 0 and
-  leaves a record with an undefined special code looking like the record before it;
 * the records present are counted against the header, so a truncated recording is
   analysed as far as it goes and the shortfall is reported (never silently);
 * the header quirks that ptufile logs as errors (e.g. "tag index out of order" in files
@@ -23,21 +23,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numba
 import numpy as np
 import ptufile
 from numpy.typing import NDArray
 
 from ._errors import PhotonFileError
 from ._files import check_readable_file, one_line, report
-from ._photons import MARKER_DTYPE, PhotonTable
+from ._photons import PhotonTable
+from ._records import (
+    HYDRAHARP_V1_T2,
+    HYDRAHARP_V1_T3,
+    HYDRAHARP_V2_T2,
+    HYDRAHARP_V2_T3,
+    PICOHARP_T2,
+    PICOHARP_T3,
+    Decoded,
+    RecordLayout,
+    decode_records,
+    record_count,
+    t2_sync_rate,
+)
+from ._records import microtime_bins as microtime_bins_of
 
 logger = logging.getLogger(__name__)
 
-# Record classes, computed from the raw 32-bit words.
-_PHOTON, _OVERFLOW, _MARKER, _SYNC, _INVALID = 0, 1, 2, 3, 4
-
-# Records decoded per ptufile call: bounds the 16 bytes/record of decoded scratch memory.
+# Records decoded per kernel call (bounds one call's time; the result does not depend on it).
 _CHUNK_RECORDS = 1 << 22
 
 # ptufile messages about header irregularities that PicoQuant software really writes and
@@ -52,27 +62,27 @@ _HEADER_QUIRKS = (
 @dataclass(frozen=True)
 class _RecordFormat:
     name: str
-    mode: Literal["T2", "T3"]
-    layout: Literal["picoharp", "hydraharp"]
-    # A photon record with time field 0: decoded after a chunk, its time is the overflow
-    # accumulated over the chunk, which carries the clock into the next chunk.
-    sentinel: int
+    layout: RecordLayout
+
+    @property
+    def mode(self) -> Literal["T2", "T3"]:
+        return self.layout.mode
 
 
 # TTResultFormat_TTTRRecType -> record layout (PicoQuant's documented record formats).
 _FORMATS: dict[int, _RecordFormat] = {
-    0x00010303: _RecordFormat("PicoHarp 300 T3", "T3", "picoharp", 0x10000000),
-    0x00010203: _RecordFormat("PicoHarp 300 T2", "T2", "picoharp", 0x00000000),
-    0x00010304: _RecordFormat("HydraHarp 400 (v1) T3", "T3", "hydraharp", 0),
-    0x00010204: _RecordFormat("HydraHarp 400 (v1) T2", "T2", "hydraharp", 0),
-    0x01010304: _RecordFormat("HydraHarp 400 (v2) T3", "T3", "hydraharp", 0),
-    0x01010204: _RecordFormat("HydraHarp 400 (v2) T2", "T2", "hydraharp", 0),
-    0x00010305: _RecordFormat("TimeHarp 260N T3", "T3", "hydraharp", 0),
-    0x00010205: _RecordFormat("TimeHarp 260N T2", "T2", "hydraharp", 0),
-    0x00010306: _RecordFormat("TimeHarp 260P T3", "T3", "hydraharp", 0),
-    0x00010206: _RecordFormat("TimeHarp 260P T2", "T2", "hydraharp", 0),
-    0x00010307: _RecordFormat("MultiHarp/PicoHarp 330 T3", "T3", "hydraharp", 0),
-    0x00010207: _RecordFormat("MultiHarp/PicoHarp 330 T2", "T2", "hydraharp", 0),
+    0x00010303: _RecordFormat("PicoHarp 300 T3", PICOHARP_T3),
+    0x00010203: _RecordFormat("PicoHarp 300 T2", PICOHARP_T2),
+    0x00010304: _RecordFormat("HydraHarp 400 (v1) T3", HYDRAHARP_V1_T3),
+    0x00010204: _RecordFormat("HydraHarp 400 (v1) T2", HYDRAHARP_V1_T2),
+    0x01010304: _RecordFormat("HydraHarp 400 (v2) T3", HYDRAHARP_V2_T3),
+    0x01010204: _RecordFormat("HydraHarp 400 (v2) T2", HYDRAHARP_V2_T2),
+    0x00010305: _RecordFormat("TimeHarp 260N T3", HYDRAHARP_V2_T3),
+    0x00010205: _RecordFormat("TimeHarp 260N T2", HYDRAHARP_V2_T2),
+    0x00010306: _RecordFormat("TimeHarp 260P T3", HYDRAHARP_V2_T3),
+    0x00010206: _RecordFormat("TimeHarp 260P T2", HYDRAHARP_V2_T2),
+    0x00010307: _RecordFormat("MultiHarp/PicoHarp 330 T3", HYDRAHARP_V2_T3),
+    0x00010207: _RecordFormat("MultiHarp/PicoHarp 330 T2", HYDRAHARP_V2_T2),
 }
 
 
@@ -105,144 +115,6 @@ def _capture_ptufile_log() -> Iterator[_PtufileLog]:
         yield capture
     finally:
         ptu_logger.removeFilter(capture)
-
-
-@numba.njit(cache=True, inline="always")
-def _kind_of(word: int, picoharp: bool, t3: bool) -> tuple[int, int]:
-    """Class and marker bits of one raw record (PicoQuant's documented record layouts)."""
-    if picoharp:
-        nibble = word >> 28
-        low = ((word >> 16) & 0xFFF) if t3 else (word & 0xF)
-        if nibble == 0xF:
-            if low == 0:
-                return _OVERFLOW, 0
-            if low & 0xF:
-                return _MARKER, low & 0xF
-            return _INVALID, 0
-        # T3: channel nibble 1..4 are detectors; T2: 0..4 (input 0 is a detector in T2)
-        if (1 if t3 else 0) <= nibble <= 4:
-            return _PHOTON, 0
-        return _INVALID, 0
-    if word >> 31 == 0:
-        return _PHOTON, 0
-    code = (word >> 25) & 0x3F
-    if code == 0x3F:
-        return _OVERFLOW, 0
-    if 1 <= code <= 15:
-        return _MARKER, code
-    if code == 0 and not t3:
-        return _SYNC, 0
-    return _INVALID, 0
-
-
-@numba.njit(cache=True)
-def _count_kinds(raw: NDArray[np.uint32], picoharp: bool, t3: bool) -> NDArray[np.int64]:
-    """Number of records of each class (sizes the output arrays exactly)."""
-    counts = np.zeros(5, dtype=np.int64)
-    for i in range(raw.size):
-        kind, _ = _kind_of(np.int64(raw[i]), picoharp, t3)
-        counts[kind] += 1
-    return counts
-
-
-@numba.njit(cache=True)
-def _scatter(
-    raw, time, dtime, channel, picoharp, t3, clock,
-    macro, micro, chan, marker_time, marker_bits, sync_time, filled,
-):  # fmt: skip
-    """Copy the photons, markers and sync records of one decoded chunk to the outputs.
-
-    ``time`` is ptufile's decoded time (overflows accumulated within the chunk), ``clock``
-    the overflow accumulated before the chunk; ``filled`` holds the rows already written
-    to (photons, markers, syncs) and is advanced in place.
-    """
-    n_ph, n_mark, n_sync = filled[0], filled[1], filled[2]
-    for i in range(raw.size):
-        kind, bits = _kind_of(np.int64(raw[i]), picoharp, t3)
-        if kind == _PHOTON:
-            macro[n_ph] = np.int64(time[i]) + clock
-            chan[n_ph] = channel[i]
-            if t3:
-                micro[n_ph] = dtime[i]
-            n_ph += 1
-        elif kind == _MARKER:
-            marker_time[n_mark] = np.int64(time[i]) + clock
-            marker_bits[n_mark] = bits
-            n_mark += 1
-        elif kind == _SYNC:
-            sync_time[n_sync] = np.int64(time[i]) + clock
-            n_sync += 1
-    filled[0], filled[1], filled[2] = n_ph, n_mark, n_sync
-
-
-@dataclass
-class _Decoded:
-    macrotime: NDArray[np.int64]
-    microtime: NDArray[np.uint16] | None
-    channel: NDArray[np.uint8]
-    markers: NDArray
-    sync_times: NDArray[np.int64]
-    n_invalid: int
-
-
-def _decode(ptu: ptufile.PtuFile, raw: NDArray[np.uint32], fmt: _RecordFormat) -> _Decoded:
-    """Decode records chunk by chunk, keeping photons, markers and sync records apart."""
-    picoharp = fmt.layout == "picoharp"
-    t3 = fmt.mode == "T3"
-    counts = _count_kinds(raw, picoharp, t3)
-    macro = np.empty(counts[_PHOTON], dtype=np.int64)
-    chan = np.empty(counts[_PHOTON], dtype=np.uint8)
-    micro = np.empty(counts[_PHOTON] if t3 else 0, dtype=np.uint16)
-    markers = np.empty(counts[_MARKER], dtype=MARKER_DTYPE)
-    marker_time = np.empty(counts[_MARKER], dtype=np.int64)
-    marker_bits = np.empty(counts[_MARKER], dtype=np.uint8)
-    sync_time = np.empty(counts[_SYNC], dtype=np.int64)
-    filled = np.zeros(3, dtype=np.int64)
-    no_dtime = np.zeros(0, dtype=np.int16)
-    clock = 0  # overflow accumulated before the current chunk, in macrotime units
-    for start in range(0, raw.size, _CHUNK_RECORDS):
-        chunk = raw[start : start + _CHUNK_RECORDS]
-        padded = np.empty(chunk.size + 1, dtype=np.uint32)
-        padded[:-1] = chunk
-        padded[-1] = fmt.sentinel
-        decoded = ptu.decode_records(padded)
-        _scatter(
-            chunk,
-            decoded["time"],
-            decoded["dtime"] if t3 else no_dtime,
-            decoded["channel"],
-            picoharp,
-            t3,
-            clock,
-            macro,
-            micro,
-            chan,
-            marker_time,
-            marker_bits,
-            sync_time,
-            filled,
-        )
-        clock += int(decoded["time"][-1])
-    markers["macrotime"] = marker_time
-    markers["bits"] = marker_bits
-    return _Decoded(
-        macrotime=macro,
-        microtime=micro if t3 else None,
-        channel=chan,
-        markers=markers,
-        sync_times=sync_time,
-        n_invalid=int(counts[_INVALID]),
-    )
-
-
-def _microtime_bins(period_s: float, resolution_s: float, max_dtime: int) -> int:
-    """Microtime bins in one sync period: ceil(period/resolution), at least max(dtime)+1."""
-    ratio = period_s / resolution_s
-    # The header stores float64 values computed in single precision by some software
-    # (e.g. 400 ns / 127.99999948 ps = 3125.0000124): ignore that rounding noise.
-    nearest = round(ratio)
-    bins = nearest if abs(ratio - nearest) <= 1e-6 * ratio else math.ceil(ratio)
-    return max(int(bins), max_dtime + 1, 1)
 
 
 def _header_float(tags: dict, name: str, path: os.PathLike | str) -> float:
@@ -335,7 +207,7 @@ def read_ptu(path: str | os.PathLike[str]) -> PhotonTable:
             raw, count_problem = _read_raw_records(ptu, p, offset, tags)
             if count_problem:
                 problems.append(count_problem)
-            decoded = _decode(ptu, raw, fmt)
+            decoded = decode_records(raw, fmt.layout, _CHUNK_RECORDS)
     except PhotonFileError:
         raise
     except OSError as exc:
@@ -345,31 +217,21 @@ def read_ptu(path: str | os.PathLike[str]) -> PhotonTable:
             p, f"corrupt PTU file ({type(exc).__name__}: {one_line(exc)})"
         ) from exc
 
-    if decoded.n_invalid:
-        problems.append(
-            f"{decoded.n_invalid} records with an undefined channel code were skipped "
-            "(corrupt records?)"
-        )
-    backwards = int(np.count_nonzero(decoded.macrotime[1:] < decoded.macrotime[:-1]))
-    if backwards:
-        problems.append(f"macrotime goes backwards at {backwards} photons (corrupt records?)")
+    problems.extend(decoded.problems())
 
     if fmt.mode == "T3":
         rep_rate = 1.0 / global_res
         problems.extend(_check_sync_rate(tags, rep_rate))
-        microtime = decoded.microtime
-        max_dtime = int(microtime.max()) if microtime.size else 0
-        microtime_bins = _microtime_bins(global_res, resolution, max_dtime)
+        microtime_bins = microtime_bins_of(global_res, resolution, decoded.max_microtime)
     else:
-        rep_rate, sync_problem = _t2_rep_rate(tags, decoded.sync_times, global_res)
+        rep_rate, sync_problem = _t2_rep_rate(tags, decoded, global_res)
         if sync_problem:
             problems.append(sync_problem)
-        microtime = np.zeros(decoded.macrotime.size, dtype=np.uint16)
         microtime_bins = 0
 
     table = PhotonTable(
         macrotime=decoded.macrotime,
-        microtime=microtime,
+        microtime=decoded.microtime,
         channel=decoded.channel,
         macrotime_unit_s=global_res,
         microtime_unit_s=resolution,
@@ -378,7 +240,7 @@ def read_ptu(path: str | os.PathLike[str]) -> PhotonTable:
         mode=fmt.mode,
         format="ptu",
         source=str(p),
-        markers=decoded.markers if decoded.markers.size else None,
+        markers=decoded.markers,
     )
     for problem in problems:
         report(table, problem)
@@ -414,33 +276,8 @@ def _read_raw_records(
 ) -> tuple[NDArray[np.uint32], str | None]:
     """The complete 32-bit records in the file, and a message when they are not all there."""
     size = os.fstat(ptu.filehandle.fileno()).st_size
-    available = max(size - offset, 0)
-    complete, partial = divmod(available, 4)
     declared = int(tags.get("TTResult_NumberOfRecords", 0) or 0)
-    partial_note = f"; a partial trailing record of {partial} bytes was dropped" if partial else ""
-
-    problem = None
-    if declared <= 0:
-        count = complete
-        if complete or partial:
-            problem = (
-                f"header declares {declared} records (acquisition not finalised?): "
-                f"reading the {complete} complete records in the file{partial_note}"
-            )
-    elif complete < declared:
-        count = complete
-        problem = (
-            f"truncated: header declares {declared} records, file holds {complete} "
-            f"({declared - complete} missing{partial_note})"
-        )
-    else:
-        count = declared
-        extra = available - 4 * declared
-        if extra:
-            problem = (
-                f"header declares {declared} records but the file holds {extra} more bytes "
-                "after them: reading the declared records only"
-            )
+    count, problem = record_count(size, offset, declared)
     ptu.filehandle.seek(offset)
     raw = np.fromfile(ptu.filehandle, dtype="<u4", count=count)
     if raw.size != count:  # the file changed under us
@@ -467,24 +304,19 @@ def _check_sync_rate(tags: dict, rep_rate: float) -> list[str]:
 
 
 def _t2_rep_rate(
-    tags: dict, sync_times: NDArray[np.int64], global_res: float
+    tags: dict, decoded: Decoded, global_res: float
 ) -> tuple[float | None, str | None]:
     """Laser rate of a T2 file: only when the file holds real sync records."""
-    if sync_times.size < 2:
-        return None, None
-    try:
-        sync_rate = float(tags.get("TTResult_SyncRate", 0) or 0)
-    except (TypeError, ValueError):
-        sync_rate = 0.0
-    span_s = float(sync_times[-1] - sync_times[0]) * global_res
-    recorded = (sync_times.size - 1) / span_s if span_s > 0 else 0.0
-    if sync_rate <= 0:
-        return (recorded or None), None
-    divider = max(int(tags.get("HWSync_Divider", 1) or 1), 1)
-    # Sync records may be recorded after the hardware divider: accept either rate.
-    if any(abs(recorded * k - sync_rate) <= 0.01 * sync_rate for k in {1, divider}):
-        return sync_rate, None
-    return sync_rate, (
-        f"sync records arrive at {recorded:.6g} Hz but the sync rate meter read "
-        f"{sync_rate:.6g} Hz (sync divider {divider}); using the rate meter"
+    return t2_sync_rate(
+        decoded,
+        global_res,
+        _float_or_zero(tags.get("TTResult_SyncRate")),
+        max(int(tags.get("HWSync_Divider", 1) or 1), 1),
     )
+
+
+def _float_or_zero(value: object) -> float:
+    try:
+        return float(value or 0)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0

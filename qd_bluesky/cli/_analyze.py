@@ -1,4 +1,5 @@
-"""``qd-bluesky analyze FILE``: rate, decay fit, FLID and g2(0) of a PTU or Photon-HDF5 file."""
+"""``qd-bluesky analyze FILE``: rate, decay fit, FLID and g2(0) of a photon file (any format
+``read_photons`` recognises)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from ..data import EXAMPLE_PTU
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze",
-        help="analyse a PicoQuant PTU or Photon-HDF5 photon file",
-        description="Analyse a PicoQuant PTU (T2/T3) or Photon-HDF5 file: count rate, "
+        help="analyse a photon file (PTU, PT2/PT3, HT2/HT3, T3R, SPC, Photon-HDF5)",
+        description="Analyse a photon file: PicoQuant PTU (T2/T3), PT2, PT3, HT2, HT3, T3R, "
+        "Becker & Hickl SPC or Photon-HDF5, recognised by its content: count rate, "
         "whole-decay fit, FLID and g2(0).",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("file", nargs="?", help="PTU or Photon-HDF5 file")
+    src.add_argument("file", nargs="?", help="photon file (any supported format)")
     src.add_argument(
         "--example",
         action="store_true",

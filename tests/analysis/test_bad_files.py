@@ -128,7 +128,9 @@ def test_random_bytes(tmp_path: Path) -> None:
     path.write_bytes(np.random.default_rng(7).bytes(4096))
     with pytest.raises(PhotonFileError) as err:
         read_photons(path)
-    assert_one_line_error(err.value, path, "not a PTU or Photon-HDF5 file")
+    assert_one_line_error(
+        err.value, path, "not a PTU, PT2/PT3/HT2/HT3/T3R, SPC or Photon-HDF5 file"
+    )
     with pytest.raises(PhotonFileError) as err:
         read_ptu(path)
     assert_one_line_error(err.value, path, "no PicoQuant PTU signature")

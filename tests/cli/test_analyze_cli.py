@@ -136,3 +136,20 @@ def test_usage_error(tmp_path):
     proc = qd("analyze", "--bin-ms", "-5", str(DATA / "hydraharp_v10_t3.ptu"), cwd=tmp_path)
     assert proc.returncode == 1
     assert "bin" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_legacy_format_by_content_and_its_one_line_error(tmp_path):
+    """An HT3 v2.0 file under a foreign name is analysed; its header cut short is one line."""
+    real = (DATA / "libpicoquant" / "hydraharp_v20.ht3").read_bytes()
+    disguised = tmp_path / "recording.dat"
+    disguised.write_bytes(real)
+    proc = qd("analyze", str(disguised), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["format"] == "ht3" and result["photons"] == 44141
+    assert result == json.loads(json.dumps(analyze_file(disguised)))
+    cut = tmp_path / "cut.ht3"
+    cut.write_bytes(real[:300])
+    proc = qd("analyze", str(cut), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"qd-bluesky: error: {cut}: header corrupt or cut short"
