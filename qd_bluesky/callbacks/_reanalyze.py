@@ -54,6 +54,9 @@ class ReanalysisResult:
         Photons analysed.
     seconds
         Wall time: the worker's analysis plus the client's write of the derived run.
+    analysis_s, write_s
+        The two parts of ``seconds``: the worker's (reading the raw run, analysing, and a
+        first task's catalog open) and the client's write.
     exit_status, reason
         Of the derived run ("success", or "fail" and why); "error" when no derived run could
         be made or written, ``reason`` then says why in one line.
@@ -65,6 +68,8 @@ class ReanalysisResult:
     seconds: float
     exit_status: str
     reason: str = ""
+    analysis_s: float = math.nan
+    write_s: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -73,7 +78,8 @@ class ReanalysisResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (``qd-bluesky reanalyze --json``)."""
         out = asdict(self)
-        out["seconds"] = self.seconds if math.isfinite(self.seconds) else None
+        for key in ("seconds", "analysis_s", "write_s"):
+            out[key] = out[key] if math.isfinite(out[key]) else None
         return out
 
 
@@ -128,7 +134,7 @@ def select_raw_runs(
     """
     from tiled.queries import Comparison, In
 
-    node = getattr(catalog, "client", catalog)
+    node: Any = getattr(catalog, "client", catalog)
     if plans:
         node = node.search(In("start.plan_name", list(plans)))
     if since is not None:
@@ -165,6 +171,16 @@ def _worker_catalog(data_dir: str, uri: str | None) -> Catalog:
     if key not in _worker_catalogs:
         _worker_catalogs[key] = open_catalog(data_dir, uri=uri, create=False)
     return _worker_catalogs[key]
+
+
+def close_worker_catalogs() -> int:
+    """Close the catalogs this worker opened (their Tiled app threads keep a process from
+    exiting). Returns how many were open."""
+    n = len(_worker_catalogs)
+    while _worker_catalogs:
+        _, catalog = _worker_catalogs.popitem()
+        catalog.close()
+    return n
 
 
 def analyse_raw_run(
@@ -238,13 +254,16 @@ def _write(catalog: Catalog, task: dict[str, Any]) -> ReanalysisResult:
             reason = "writing the derived run failed: " + (
                 " ".join(str(exc).split()) or type(exc).__name__
             )
+    write_s = time.perf_counter() - t0
     return ReanalysisResult(
         raw_uid=task["raw_uid"],
         derived_uid=derived_uid,
         photons=task["photons"],
-        seconds=task["seconds"] + time.perf_counter() - t0,
+        seconds=task["seconds"] + write_s,
         exit_status=status,
         reason=reason,
+        analysis_s=task["seconds"],
+        write_s=write_s,
     )
 
 
@@ -306,7 +325,7 @@ def reanalyze(
     scheduler: str | None = None,
     workers: int | None = None,
     timeout: float = CONNECT_TIMEOUT_S,
-    on_result: Callable[[ReanalysisResult], None] | None = None,
+    on_result: Callable[[ReanalysisResult], object] | None = None,
 ) -> list[ReanalysisResult]:
     """Re-analyse raw runs on a Dask cluster, one task per run, and write a derived run each.
 
@@ -379,4 +398,5 @@ def reanalyze(
             results[result.raw_uid] = result
             if on_result is not None:
                 on_result(result)
+        client.run(close_worker_catalogs)
     return [results[uid] for uid in uids]

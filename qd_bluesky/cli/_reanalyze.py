@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster)",
     )
     p.add_argument(
+        "--connect-timeout",
+        metavar="S",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the scheduler (10)",
+    )
+    p.add_argument(
         "--workers",
         metavar="N",
         type=int,
@@ -84,9 +91,16 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if not args.connect_timeout > 0:
+        raise ValueError(f"--connect-timeout must be positive, got {args.connect_timeout}")
     if not getattr(args, "debug", False):
-        # The cluster's start and stop are logged at INFO line by line.
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        # The cluster's start and stop are logged at INFO line by line, and distributed's
+        # configuration gives its loggers their own levels.
+        import distributed  # noqa: F401 - creates its loggers
+
+        for name in list(logging.root.manager.loggerDict):
+            if name.partition(".")[0] == "distributed":
+                logging.getLogger(name).setLevel(logging.ERROR)
     t0 = time.perf_counter()
     with open_catalog(args.data_dir, uri=args.catalog, create=False) as catalog:
         uids = select_raw_runs(catalog, plans=args.plan, since=since)
@@ -101,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                 settings=settings,
                 scheduler=args.scheduler,
                 workers=args.workers,
+                timeout=args.connect_timeout,
                 on_result=lambda _: bar.update(),
             )
     seconds = time.perf_counter() - t0
