@@ -7,13 +7,16 @@ qd1 from the simulator, ``--seconds`` at 0 V then as long at -2 V, in a real SWM
 a RunEngine and TiledWriter). They are then re-analysed, in this order, one measurement each:
 
 * ``serial``: ``replay`` run after run in this process (what a shell loop over
-  ``qd-bluesky replay`` does, without its start-up per run), the baseline;
+  ``qd-bluesky replay`` does, without its start-up per run), the baseline: first on the
+  catalog as Tiled made it (``serial_rollback_journal``), then after ``reanalyze``'s switch of
+  the SQLite files to the write-ahead log (``serial``), which is what the Dask runs see;
 * ``dask``: ``reanalyze`` on a new ``LocalCluster`` of N single-threaded worker processes, for
   each N of ``--workers``; the wall time includes the cluster's start and each worker's first
   catalog open. ``analysis_s`` and ``write_s`` add up the workers' and the client's parts.
 
-With ``--json`` the last line is one JSON object: ``runs``, ``photons``, ``serial`` and
-``dask`` (a list), each with ``seconds``, ``runs_per_s``, ``photons_per_s``.
+With ``--json`` the last line is one JSON object: ``runs``, ``photons``,
+``serial_rollback_journal``, ``serial`` and ``dask`` (a list), each with ``seconds``,
+``runs_per_s``, ``photons_per_s``.
 """
 
 from __future__ import annotations
@@ -99,18 +102,25 @@ def main() -> None:
             flush=True,
         )
         out: dict = {"runs": len(uids), "photons": photons}
-        out["serial"] = serial = bench_serial(catalog, uids, photons)
-        print(
-            f"serial replay      {serial['seconds']:6.1f} s  {serial['runs_per_s']:.3f} runs/s  "
-            f"{serial['photons_per_s'] / 1e3:8.1f} k photons/s",
-            flush=True,
-        )
+        from qd_bluesky.callbacks._reanalyze import use_write_ahead_log
+
+        for key, label in (("serial_rollback_journal", "rollback journal"), ("serial", "WAL")):
+            if key == "serial":
+                use_write_ahead_log(catalog)
+            out[key] = serial = bench_serial(catalog, uids, photons)
+            print(
+                f"serial replay, {label:16}  {serial['seconds']:6.1f} s  "
+                f"{serial['runs_per_s']:.3f} runs/s  "
+                f"{serial['photons_per_s'] / 1e3:8.1f} k photons/s",
+                flush=True,
+            )
         out["dask"] = []
         for n in args.workers:
             row = bench_dask(catalog, uids, photons, n)
             out["dask"].append(row)
             print(
-                f"dask, {n} worker(s)  {row['seconds']:6.1f} s  {row['runs_per_s']:.3f} runs/s  "
+                f"dask, {n} worker(s){'':15}  {row['seconds']:6.1f} s  "
+                f"{row['runs_per_s']:.3f} runs/s  "
                 f"{row['photons_per_s'] / 1e3:8.1f} k photons/s  (workers {row['analysis_s']:.1f}"
                 f" s, client writes {row['write_s']:.1f} s)",
                 flush=True,

@@ -285,7 +285,8 @@ def dask_client(
     Raises
     ------
     ConnectionError
-        No scheduler answers at ``scheduler`` within ``timeout`` seconds.
+        No scheduler answers at ``scheduler`` within ``timeout`` seconds, or it has no
+        workers.
     ValueError
         ``scheduler`` is not an address.
     """
@@ -314,6 +315,13 @@ def dask_client(
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--scheduler {scheduler!r}: {' '.join(str(exc).split())}") from None
     with client:
+        try:
+            # Tasks on a scheduler without workers would wait for ever.
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise ConnectionError(
+                f"the Dask scheduler at {scheduler!r} has no workers (waited {timeout:g} s)"
+            ) from None
         yield client
 
 

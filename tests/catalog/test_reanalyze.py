@@ -1,7 +1,7 @@
 """``qd-bluesky reanalyze`` on a real ``LocalCluster`` (2 worker processes) and a real catalog.
 
 The catalog holds raw runs recorded without IOCs (``rawrun.SimFlyer``: simulated photons in a
-real SWMR file, announced as the TCSPC card does): two of ``sim_bias_steps``, then one of
+real SWMR file, announced as the TCSPC card does): one of ``sim_bias_steps``, then one of
 another plan, a run without photons, and a ``sim_bias_steps`` run whose photon file is
 overwritten with garbage.
 """
@@ -53,8 +53,7 @@ def recorded(tmp_path_factory):
         RE = RunEngine({})  # noqa: N806
         RE.subscribe(catalog.writer)
         runs, photons = {}, {}
-        for role, seed in (("steps_a", 1), ("steps_b", 2)):
-            runs[role], photons[role] = _record(RE, catalog, role, seed)
+        runs["steps"], photons["steps"] = _record(RE, catalog, "steps", 1)
         time.sleep(0.05)
         since = time.time()
         runs["other"], photons["other"] = _record(
@@ -103,10 +102,11 @@ def test_selection_by_plan_and_date(recorded):
     data, runs, _, since = recorded
     with open_catalog(data, create=False) as catalog:
         everything = select_raw_runs(catalog)
-        assert everything == [runs[r] for r in ("steps_a", "steps_b", "other", "corrupt")]
+        assert everything == [runs[r] for r in ("steps", "other", "corrupt")]
         assert select_raw_runs(catalog, plans=[OTHER_PLAN]) == [runs["other"]]
         assert select_raw_runs(catalog, plans=["sim_bias_steps"]) == [
-            runs[r] for r in ("steps_a", "steps_b", "corrupt")
+            runs["steps"],
+            runs["corrupt"],
         ]
         assert select_raw_runs(catalog, since=since) == [runs["other"], runs["corrupt"]]
         assert select_raw_runs(catalog, plans=["sim_bias_steps"], since=since) == [runs["corrupt"]]
@@ -133,13 +133,13 @@ def test_cli_on_a_local_cluster_equals_replay(recorded):
     assert "corrupt.h5" in errors[0]  # the cause: its photon file
     assert "Traceback" not in proc.stderr
     by_raw = {r["raw_uid"]: r for r in summary["runs"]}
-    assert list(by_raw) == [runs[r] for r in ("steps_a", "steps_b", "other", "corrupt")]
+    assert list(by_raw) == [runs[r] for r in ("steps", "other", "corrupt")]
     assert by_raw[runs["corrupt"]]["exit_status"] != "success"
     assert summary["failed"] == 1
     assert summary["settings"]["confidence"] == 0.99
     assert summary["settings"]["flid_bin_s"] == pytest.approx(0.01)
     with open_catalog(data, create=False) as catalog:
-        for role in ("steps_a", "steps_b", "other"):
+        for role in ("steps", "other"):
             result = by_raw[runs[role]]
             assert result["exit_status"] == "success", result
             assert result["photons"] == photons[role]
@@ -155,9 +155,9 @@ def test_cli_on_a_local_cluster_equals_replay(recorded):
             assert flid.sizes["time"] == pytest.approx(200, abs=1)
         # Every row of every stream, as `replay` gives it with the same settings (one run:
         # each replay and read-back costs seconds).
-        again = replay(catalog, runs["steps_a"], settings=SETTINGS, compare=False)
+        again = replay(catalog, runs["steps"], settings=SETTINGS, compare=False)
         _assert_same_rows(
-            _streams(catalog.client[by_raw[runs["steps_a"]]["derived_uid"]]),
+            _streams(catalog.client[by_raw[runs["steps"]]["derived_uid"]]),
             _streams(catalog.client[again.derived_uid]),
         )
 
@@ -209,3 +209,17 @@ def test_bad_arguments_fail_in_one_line(recorded, capsys, args, message):
     assert len(lines) == 1 and lines[0].startswith("qd-bluesky: error: "), err
     assert message in lines[0]
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_scheduler_without_workers_fails_in_one_line(recorded, capsys):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as lc:
+        code = main(
+            ["reanalyze", "--data-dir", str(recorded[0]), "--no-progress"]
+            + ["--scheduler", lc.scheduler_address, "--connect-timeout", "1"]
+        )
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("qd-bluesky: error: ") and "\n" not in err, err
+    assert "has no workers" in err
