@@ -17,6 +17,7 @@ with the client's writes either.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds to wait for a scheduler (or a new LocalCluster) before giving up.
 CONNECT_TIMEOUT_S = 10.0
+#: Tasks submitted per worker ahead of the writes (bounds the results held by the workers).
+IN_FLIGHT_PER_WORKER = 2
 
 
 @dataclass
@@ -382,13 +385,20 @@ def reanalyze(
     n = workers or default_workers(len(uids))
     results: dict[str, ReanalysisResult] = {}
     with dask_client(scheduler, workers=n, timeout=timeout) as client:
-        futures = [
-            client.submit(
+
+        def submit(uid: str):
+            return client.submit(
                 analyse_raw_run, data_dir, catalog.uri, uid, settings, key=f"reanalyze-{uid}"
             )
-            for uid in uids
-        ]
-        for future in as_completed(futures):
+
+        # A few tasks per worker in flight, no more: finished derived runs wait in the
+        # workers' memory until this process has written the ones before them.
+        in_flight = IN_FLIGHT_PER_WORKER * max(1, len(client.scheduler_info()["workers"]))
+        waiting = iter(uids)
+        running = as_completed([submit(uid) for uid in itertools.islice(waiting, in_flight)])
+        for future in running:
+            for uid in itertools.islice(waiting, 1):
+                running.add(submit(uid))
             try:
                 task = future.result()
             except Exception as exc:  # noqa: BLE001 - a lost worker fails its run only

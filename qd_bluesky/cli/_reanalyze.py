@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--plan since --since) with the given analysis settings, one Dask task per run, on a "
         "LocalCluster of one worker process per core or on a running scheduler (--scheduler; "
         "its workers must see the same data directory or Tiled server). Each run gets a new "
-        "derived run, as `qd-bluesky replay` writes it, with the settings in its start "
+        "derived run, as `qd-bluesky replay` writes it, with the settings (the analysis "
+        "defaults and the options given here, whatever the live run used) in its start "
         "document. A run that fails is reported in one line and the others go on; exit "
         "status 1 if any failed.",
     )
@@ -49,14 +50,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="worker processes of the LocalCluster (default: one per core, at most one per run)",
     )
     p.add_argument(
-        "--bin-ms", type=float, default=None, help="FLID bin width in ms (the analysis' 20)"
+        "--bin-ms",
+        metavar="MS",
+        type=float,
+        default=None,
+        help="FLID bin width in ms (the analysis' 20)",
     )
     p.add_argument(
         "--confidence",
+        metavar="C",
         type=float,
         choices=(0.69, 0.90, 0.95, 0.99),
         default=None,
-        help="confidence of the change-point test behind the levels (0.95)",
+        help="confidence of the change-point test behind the levels: 0.69, 0.90, 0.95 (the "
+        "default) or 0.99",
     )
     p.add_argument("--data-dir", metavar="D", help="data directory holding the catalog")
     p.add_argument("--catalog", metavar="URI", help="Tiled server URI instead of the embedded one")
