@@ -271,8 +271,10 @@ def _write(catalog: Catalog, task: dict[str, Any]) -> ReanalysisResult:
 
 
 def default_workers(runs: int) -> int:
-    """Worker processes of a LocalCluster: one per core, no more than there are runs."""
-    return max(1, min(os.cpu_count() or 1, runs))
+    """Worker processes of a LocalCluster: one per core this process may use, no more than
+    there are runs."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, runs))
 
 
 @contextlib.contextmanager
