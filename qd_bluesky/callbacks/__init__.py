@@ -21,6 +21,7 @@ from ._live import (
     subscribe_live_analysis,
 )
 from ._plots import LivePhotonPlots
+from ._reanalyze import ReanalysisResult, parse_since, reanalyze, select_raw_runs
 from ._replay import ReplayResult, compare_derived_runs, find_live_derived, replay
 from ._streams import DERIVED_STREAMS, STREAM_FIELDS
 
@@ -30,6 +31,7 @@ __all__ = [
     "Calibration",
     "LiveAnalyzer",
     "LivePhotonPlots",
+    "ReanalysisResult",
     "ReplayResult",
     "RunAnalysis",
     "RunOutcome",
@@ -37,7 +39,10 @@ __all__ = [
     "SerializedCallback",
     "compare_derived_runs",
     "find_live_derived",
+    "parse_since",
     "photon_file_path",
+    "reanalyze",
     "replay",
+    "select_raw_runs",
     "subscribe_live_analysis",
 ]

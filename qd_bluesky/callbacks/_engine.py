@@ -42,6 +42,7 @@ from qd_bluesky.analysis import (
     ScalingModel,
     StreamUnits,
     estimate_decay_start,
+    find_change_points,
     flid_accumulator,
     flid_lifetimes,
     gamma_ratio_from_flid,
@@ -51,6 +52,7 @@ from qd_bluesky.analysis import (
 
 from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
+from ._levels import CONFIDENCE as LEVELS_CONFIDENCE
 from ._levels import LevelTracker
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
 from ._streams import (
@@ -100,6 +102,9 @@ class AnalysisSettings(PhotonSettings):
         Bias window at the start of each cycle of a continuous run (the leading FLID bins
         within this of the cycle's first bin) whose intensity and lifetime go into the
         ``reversibility`` stream.
+    confidence
+        Confidence of the change-point test behind the ``levels`` and ``blinking`` streams
+        (one of the calibrated 0.69, 0.90, 0.95, 0.99).
     """
 
     trace_event_s: float = 1.0
@@ -109,6 +114,7 @@ class AnalysisSettings(PhotonSettings):
     flid_map_bins: tuple[int, int] = (40, 60)  # not square: Tiled names dims by size
     state_tolerance: float = 0.1
     start_window_v: float = 0.2
+    confidence: float = LEVELS_CONFIDENCE
 
     def __post_init__(self) -> None:
         for name in ("flid_bin_s", "trace_bin_s", "trace_event_s", "irf_fwhm_s", "window_s"):
@@ -123,6 +129,8 @@ class AnalysisSettings(PhotonSettings):
                 f"trace_event_s ({self.trace_event_s}) must be a whole number of trace bins "
                 f"({self.trace_bin_s})"
             )
+        # The change-point search's own check: a confidence it has critical values for.
+        find_change_points(np.zeros(0, dtype=np.int64), self.confidence)
 
     @property
     def trace_bins_per_event(self) -> int:
@@ -288,7 +296,10 @@ class RunAnalysis:
         if u.pulsed:
             self._coarse_bin_s = self._flid.accumulator.coarse_bin_s
         self._levels = LevelTracker(
-            first_ticks, u.macrotime_unit_s, self._level_lifetimes if u.pulsed else None
+            first_ticks,
+            u.macrotime_unit_s,
+            self._level_lifetimes if u.pulsed else None,
+            confidence=s.confidence,
         )
         if self._flid.window_bins is None or self._trace.window_bins is None:
             logger.debug("bins are not whole numbers of ticks: one window for the whole run")

@@ -26,6 +26,7 @@ _COMMANDS = {
     "ipython-profile": "._profile",
     "runs": "._runs",
     "replay": "._replay",
+    "reanalyze": "._reanalyze",
     "queueserver": "._queueserver",
     "serve-catalog": "._serve",
     "validate": "._validate",

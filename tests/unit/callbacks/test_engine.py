@@ -112,5 +112,6 @@ def test_the_derived_start_records_the_same_settings():
         "flid_map_bins",
         "state_tolerance",
         "start_window_v",
+        "confidence",
     }
     assert (md["flid_bin_ms"], md["trace_bin_ms"], md["irf_fwhm_ns"]) == (20.0, 1.0, 0.4)
