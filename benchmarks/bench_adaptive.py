@@ -1,0 +1,209 @@
+"""Adaptive versus uniform bias mapping: points and time to locate each charge-state transition.
+
+The dot is the simulator's preset (``qd1`` by default), measured at static biases from 0 V to
+the safe window's end (-2 V). Truth, from the model (``qd_bluesky.sim.steady_state``): transition
+k (X(k-1)- -> Xk-, X0 -> X- first) lies at the bias V_k where the dot's mean charge crosses
+-(k - 1/2); the dot's mean lifetime there, tau_k, marks it. A method *locates* transition k when
+every crossing of tau_k by its measured log-lifetime curve (straight lines between its points)
+lies within ``--tolerance`` (50 mV) of V_k.
+
+Each bias point is measured as the instrument would after ``--dwell`` seconds: N ~ Poisson(rate x
+dwell) photons, intensity N / dwell, lifetime the model's mean lifetime scattered by 1/sqrt(N)
+in log (a mono-exponential fit's shot noise). Not simulated: blinking and flicker beyond shot
+noise. This runs the recommender against the sim physics directly, not over Channel Access: a
+uniform reference of 41 points at 1 s would cost ~1 min of IOC time per repetition, and the
+benchmark repeats each method ``--repeats`` times; the plan's run over Channel Access is
+tested in ``tests/instrument/test_adaptive_bias_map.py``.
+
+Methods:
+
+* ``uniform``: n equally spaced biases from 0 V to -2 V, measured in order; the reference is
+  the smallest n that locates every transition in at least 90 % of the repetitions (and so
+  does every larger n up to 81);
+* ``adaptive``: :class:`qd_bluesky.adaptive.BiasRecommender` (``--initial`` uniform points,
+  then refinement to ``--tolerance``), until its own stop criterion.
+
+Time per method: points x dwell, plus every move at the potentiostat IOC's default slew rate
+(10 V/s) and its settle time (50 ms). The plan's own overheads per point (a marker, the probe's
+fit: ~0.1-0.3 s on the instrument) come on top, equally per point.
+
+Run: ``python benchmarks/bench_adaptive.py [--preset qd1] [--dwell 1] [--repeats 20] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+
+from qd_bluesky.adaptive import BiasRecommender, level_crossings
+from qd_bluesky.sim import SAFE_BIAS_LOW_V, steady_state
+
+#: The potentiostat IOC's defaults (iocs/_potentiostat.py).
+SLEW_V_PER_S = 10.0
+SETTLE_S = 0.05
+SUCCESS_RATE = 0.9
+
+
+class Model:
+    """The preset's noiseless mean lifetime, rate and charge versus bias, on a 1 mV grid."""
+
+    def __init__(self, preset: str, low_v: float, high_v: float) -> None:
+        self.bias = np.linspace(low_v, high_v, int(round((high_v - low_v) * 1000)) + 1)
+        states = [steady_state(preset, float(v)) for v in self.bias]
+        self.tau_ns = np.array([s.mean_lifetime_s * 1e9 for s in states])
+        self.rate_cps = np.array([s.rate_cps for s in states])
+        self.charge = np.array([s.mean_charge for s in states])
+
+    def at(self, v: float) -> tuple[float, float]:
+        return (
+            float(np.interp(v, self.bias, self.tau_ns)),
+            float(np.interp(v, self.bias, self.rate_cps)),
+        )
+
+    def transitions(self, margin_v: float) -> list[tuple[int, float, float]]:
+        """(k, V_k, tau_k) of every transition at least ``margin_v`` inside the range."""
+        out = []
+        for k in range(1, 30):
+            target = -(k - 0.5)
+            # The last crossing from above (X+ makes the charge wander near -1 V first).
+            above = np.flatnonzero(self.charge > target)
+            if len(above) == 0 or above[0] == 0 and len(above) == len(self.charge):
+                break
+            i = above[0]  # bias ascending: the first index still above is the crossing
+            if i == 0:
+                break
+            v = float(
+                np.interp(target, self.charge[i - 1 : i + 1][::-1], self.bias[i - 1 : i + 1][::-1])
+            )
+            if v - self.bias[0] < margin_v:
+                break
+            out.append((k, v, self.at(v)[0]))
+        return out
+
+
+def measure(model: Model, v: float, dwell: float, rng: np.random.Generator) -> dict[str, float]:
+    tau, rate = model.at(v)
+    n = float(rng.poisson(rate * dwell))
+    tau_meas = tau * math.exp(rng.normal(0.0, 1.0 / math.sqrt(max(n, 1.0))))
+    return {"bias_v": v, "intensity_cps": n / dwell, "lifetime_ns": tau_meas, "photons": n}
+
+
+def located(points: list[dict[str, float]], truth, tolerance: float) -> list[bool]:
+    bias = [p["bias_v"] for p in points]
+    log_tau = np.log([p["lifetime_ns"] for p in points])
+    out = []
+    for _, v_k, tau_k in truth:
+        crossings = level_crossings(bias, log_tau, math.log(tau_k))
+        out.append(len(crossings) > 0 and bool(np.all(np.abs(crossings - v_k) <= tolerance)))
+    return out
+
+
+def instrument_time(biases: list[float], dwell: float, start_v: float = 0.0) -> float:
+    moves = np.abs(np.diff([start_v, *biases]))
+    return float(len(biases) * (dwell + SETTLE_S) + moves.sum() / SLEW_V_PER_S)
+
+
+def run_uniform(model, truth, n, args, rng):
+    biases = [float(v) for v in np.linspace(args.high, args.low, n)]
+    points = [measure(model, v, args.dwell, rng) for v in biases]
+    return located(points, truth, args.tolerance), instrument_time(biases, args.dwell)
+
+
+def run_adaptive(model, truth, args, rng):
+    rec = BiasRecommender(
+        args.high, args.low, tolerance_v=args.tolerance, initial_points=args.initial
+    )
+    biases = []
+    while not rec.should_stop()[0]:
+        (s,) = rec.suggest(1)
+        biases.append(s["bias"])
+        rec.ingest([{"_id": s["_id"], **measure(model, s["bias"], args.dwell, rng)}])
+    points = [
+        {"bias_v": p.bias_v, "lifetime_ns": p.lifetime_ns} for p in rec.points
+    ]
+    return located(points, truth, args.tolerance), instrument_time(biases, args.dwell), biases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="qd1")
+    parser.add_argument("--low", type=float, default=SAFE_BIAS_LOW_V)
+    parser.add_argument("--high", type=float, default=0.0)
+    parser.add_argument("--dwell", type=float, default=1.0)
+    parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--initial", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--max-uniform", type=int, default=81)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    model = Model(args.preset, args.low, args.high)
+    truth = model.transitions(margin_v=args.tolerance)
+    rng = np.random.default_rng(args.seed)
+
+    uniform = {}
+    for n in range(3, args.max_uniform + 1):
+        runs = [run_uniform(model, truth, n, args, rng) for _ in range(args.repeats)]
+        uniform[n] = {
+            "success": float(np.mean([all(ok) for ok, _ in runs])),
+            "time_s": float(np.mean([t for _, t in runs])),
+        }
+    good = [n for n in uniform if all(uniform[m]["success"] >= SUCCESS_RATE for m in uniform if m >= n)]
+    n_ref = min(good) if good else None
+
+    adaptive_runs = [run_adaptive(model, truth, args, rng) for _ in range(args.repeats)]
+    per_transition = np.mean([ok for ok, _, _ in adaptive_runs], axis=0)
+    adaptive = {
+        "points_mean": float(np.mean([len(b) for _, _, b in adaptive_runs])),
+        "points_max": int(max(len(b) for _, _, b in adaptive_runs)),
+        "time_s": float(np.mean([t for _, t, _ in adaptive_runs])),
+        "success": float(np.mean([all(ok) for ok, _, _ in adaptive_runs])),
+        "per_transition_success": [float(x) for x in per_transition],
+        "example_biases": [round(v, 4) for v in sorted(adaptive_runs[0][2], reverse=True)],
+    }
+    result = {
+        "preset": args.preset,
+        "range_v": [args.high, args.low],
+        "dwell_s": args.dwell,
+        "tolerance_v": args.tolerance,
+        "repeats": args.repeats,
+        "transitions": [
+            {"k": k, "bias_v": round(v, 4), "lifetime_ns": round(tau, 3)} for k, v, tau in truth
+        ],
+        "uniform": {
+            "points": n_ref,
+            "time_s": uniform[n_ref]["time_s"] if n_ref else None,
+            "success": uniform[n_ref]["success"] if n_ref else None,
+            "success_by_points": {n: round(u["success"], 2) for n, u in uniform.items()},
+        },
+        "adaptive": adaptive,
+        "points_ratio": adaptive["points_mean"] / n_ref if n_ref else None,
+        "time_ratio": adaptive["time_s"] / uniform[n_ref]["time_s"] if n_ref else None,
+        "wall_s": time.perf_counter() - t0,
+    }
+    if not args.json:
+        print(f"transitions of {args.preset} in {args.high:g}..{args.low:g} V:")
+        for k, v, tau in truth:
+            print(f"  k={k}: {v:+.3f} V (tau {tau:.2f} ns)")
+        if n_ref:
+            u = result["uniform"]
+            print(
+                f"uniform : {n_ref} points, {u['time_s']:.1f} s, all located in "
+                f"{u['success']:.0%} of {args.repeats}"
+            )
+        a = adaptive
+        print(
+            f"adaptive: {a['points_mean']:.1f} points (max {a['points_max']}), {a['time_s']:.1f} s, "
+            f"all located in {a['success']:.0%}; per transition {a['per_transition_success']}"
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
