@@ -21,6 +21,7 @@ from ._live import (
     subscribe_live_analysis,
 )
 from ._plots import LivePhotonPlots
+from ._probe import PROBE_FIELDS, PhotonProbe
 from ._replay import ReplayResult, compare_derived_runs, find_live_derived, replay
 from ._streams import DERIVED_STREAMS, STREAM_FIELDS
 
@@ -30,6 +31,8 @@ __all__ = [
     "Calibration",
     "LiveAnalyzer",
     "LivePhotonPlots",
+    "PROBE_FIELDS",
+    "PhotonProbe",
     "ReplayResult",
     "RunAnalysis",
     "RunOutcome",
