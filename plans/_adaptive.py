@@ -31,7 +31,7 @@ def adaptive_bias_map(
     dwell: float,
     *,
     tolerance: float = 0.05,
-    initial_points: int = 9,
+    initial_points: int = 11,
     max_points: int = 40,
     min_change: float = 0.05,
     readables: Sequence[Readable] = (),

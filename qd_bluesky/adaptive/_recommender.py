@@ -105,7 +105,7 @@ class BiasRecommender:
         stop_v: float,
         *,
         tolerance_v: float = 0.05,
-        initial_points: int = 9,
+        initial_points: int = 11,
         max_points: int = 60,
         min_change: float = 0.05,
         significance: float = 3.0,
@@ -124,8 +124,7 @@ class BiasRecommender:
                 raise ValueError(f"BiasRecommender: {name} must be > 0, not {value}")
         if int(initial_points) != initial_points or initial_points < 2:
             raise ValueError(
-                f"BiasRecommender: initial_points must be a whole number >= 2, not "
-                f"{initial_points}"
+                f"BiasRecommender: initial_points must be a whole number >= 2, not {initial_points}"
             )
         if int(max_points) != max_points or max_points < initial_points:
             raise ValueError(
@@ -227,7 +226,9 @@ class BiasRecommender:
 
     def intervals(self) -> list[Interval]:
         """Every interval between neighbouring measured biases, by increasing bias."""
-        pts = [p for i, p in enumerate(self.points) if i == 0 or p.bias_v != self.points[i - 1].bias_v]
+        pts = [
+            p for i, p in enumerate(self.points) if i == 0 or p.bias_v != self.points[i - 1].bias_v
+        ]
         steps = [_step(a, b) for a, b in zip(pts, pts[1:], strict=False)]
         out = []
         for i, (a, b) in enumerate(zip(pts, pts[1:], strict=False)):
@@ -245,9 +246,7 @@ class BiasRecommender:
                     total = np.linalg.norm(slope) + np.linalg.norm(other)
                     if total > 0:
                         bend = max(bend, float(np.linalg.norm(slope - other) / total))
-            out.append(
-                Interval(a.bias_v, b.bias_v, change, change / noise if noise else 0.0, bend)
-            )
+            out.append(Interval(a.bias_v, b.bias_v, change, change / noise if noise else 0.0, bend))
         return out
 
     def changes(self) -> list[Interval]:
@@ -278,9 +277,7 @@ def _inverse(photons: float) -> float:
     return 1.0 / photons if photons > 0 else 0.0
 
 
-def level_crossings(
-    bias_v: ArrayLike, values: ArrayLike, level: float
-) -> NDArray[np.float64]:
+def level_crossings(bias_v: ArrayLike, values: ArrayLike, level: float) -> NDArray[np.float64]:
     """Biases where the piecewise-linear curve through the points crosses ``level``.
 
     The points are sorted by bias first; a point exactly at the level counts once.
