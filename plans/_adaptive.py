@@ -13,7 +13,7 @@ from bluesky_adaptive.protocols import OptimizationProblem
 from qd_bluesky.adaptive import BiasRecommender
 
 from . import _validate as check
-from ._md import qd_block, read_photon_mode, start_md
+from ._md import PHOTON_STREAM, qd_block, read_photon_mode, start_md
 from ._run import photon_run
 from ._stubs import acquire_photons, mark_segment, restoring_bias, set_bias
 
@@ -150,6 +150,8 @@ def adaptive_bias_map(
             yield from set_bias(potentiostat, bias)
             marker = yield from mark_segment(tcspc, potentiostat, extra)
             yield from acquire_photons(tcspc, dwell, collect_period)
+            # Announce the dwell's last rows: the probe reads up to the last announced row.
+            yield from bps.collect(tcspc, name=PHOTON_STREAM, return_payload=False)
             reading = yield from bps.trigger_and_read([probe], name=ADAPTIVE_STREAM)
             outcomes.append(
                 {

@@ -243,9 +243,9 @@ class BiasRecommender:
             for j in (i - 1, i + 1):
                 if 0 <= j < len(steps):
                     other = steps[j][0] / (pts[j + 1].bias_v - pts[j].bias_v)
-                    total = np.linalg.norm(slope) + np.linalg.norm(other)
-                    if total > 0:
-                        bend = max(bend, float(np.linalg.norm(slope - other) / total))
+                    larger = max(np.linalg.norm(slope), np.linalg.norm(other))
+                    if larger > 0:
+                        bend = max(bend, min(1.0, float(np.linalg.norm(slope - other) / larger)))
             out.append(Interval(a.bias_v, b.bias_v, change, change / noise if noise else 0.0, bend))
         return out
 
