@@ -101,6 +101,11 @@ def test_order_and_refinement(inst, sim, probe, dot):
     above = min(v for v in biases if v > STEP_V)
     assert above - below <= 0.05
 
+    # The probe reads up to the last announced row: a collect right before each trigger.
+    triggers = [i for i, m in enumerate(msgs) if m.command == "trigger"]
+    assert len(triggers) == len(biases)
+    assert all(msgs[i - 1].command == "collect" for i in triggers)
+
     (opened,) = [m for m in msgs if m.command == "open_run"]
     md = opened.kwargs
     assert md["plan_name"] == "adaptive_bias_map"
