@@ -54,7 +54,8 @@ def test_reads_each_segment_as_the_plan_reaches_its_end(photons, tmp_path):
             readings.append(values(probe))
     assert probe.problem is None
     first, last = readings
-    for got, want in zip((first, last), (expected(p, 0, second), expected(p, second, n))):
+    wanted = (expected(p, 0, second), expected(p, second, n))
+    for got, want in zip((first, last), wanted, strict=True):
         assert got[2] == want[2]
         assert got[0] == pytest.approx(want[0], rel=1e-12)
         assert got[1] == pytest.approx(want[1], rel=1e-12)
