@@ -85,8 +85,9 @@ class PhotonProbe(DocumentRouter):
         self._path: str | None = None
         self._announced = 0
         self._marker_row: int | None = None
-        if getattr(self, "_reader", None) is not None:
-            self._reader.close()
+        reader: PhotonHdf5Reader | None = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
         self._reader: PhotonHdf5Reader | None = None
 
     # -- documents ------------------------------------------------------------------------

@@ -15,7 +15,16 @@ from qd_bluesky.queueserver import (
 
 from .servers import QD_BLUESKY, background, clean_env, free_port, qd_sim, redis_server
 
-USER_PLANS = {"bias_steps", "bias_cycling", "cv_scan", "g2_measurement", "raster_scan", "find_dot"}
+USER_PLANS = {
+    "bias_steps",
+    "bias_cycling",
+    "cv_scan",
+    "g2_measurement",
+    "raster_scan",
+    "find_dot",
+    "adaptive_bias_map",
+}
+DEVICES = {"pot", "tcspc", "laser", "stage", "dot_probe"}
 
 
 def test_shipped_plan_list_is_what_the_code_defines():
@@ -25,7 +34,7 @@ def test_shipped_plan_list_is_what_the_code_defines():
     shipped = yaml.safe_load(EXISTING_PLANS_AND_DEVICES.read_text())
     assert shipped["existing_plans"] == plans
     assert shipped["existing_devices"] == devices
-    assert set(devices) == {"pot", "tcspc", "laser", "stage"}
+    assert set(devices) == DEVICES
     # Device arguments are resolved from names: the protocols map to queueserver's device types.
     tcspc_param = next(p for p in plans["bias_steps"]["parameters"] if p["name"] == "tcspc")
     assert tcspc_param["annotation"]["type"] == "__FLYABLE__"
@@ -40,7 +49,7 @@ def test_permissions_allow_the_user_plans_and_devices_and_no_stub():
     )
     for group in ("root", "primary"):
         assert set(allowed_plans[group]) == USER_PLANS
-        assert set(allowed_devices[group]) == {"pot", "tcspc", "laser", "stage"}
+        assert set(allowed_devices[group]) == DEVICES
 
 
 @pytest.fixture(scope="module")
