@@ -1,8 +1,8 @@
 """Adaptive bias mapping: where to measure the dot next (plain numpy, no EPICS, no Bluesky).
 
-:class:`BiasRecommender` proposes the next bias from the points measured so far: it refines
-the bias interval across which the dot's log-lifetime and log-intensity change most, until
-every interval with a real change is narrower than the tolerance. It satisfies
+:class:`BiasRecommender` proposes the next bias from the points measured so far: it halves
+the bias interval across which the dot's log-lifetime and log-intensity change and bend most,
+until every real change is placed to within the tolerance. It satisfies
 bluesky-adaptive's ``Optimizer`` and ``SupportsStoppingCriteria`` protocols structurally, so
 :func:`qd_bluesky.plans.adaptive_bias_map` drives it with ``bluesky_adaptive.optimize_step``::
 

@@ -49,8 +49,9 @@ class Interval:
 
     @property
     def uncertainty_v(self) -> float:
-        """How far a level crossing read off the straight line may be from the curve's."""
-        return self.bend * self.width_v
+        """How far a transition read off this interval may be from the true one: half the
+        width for a step (its midpoint), less where the curve runs straight."""
+        return 0.5 * self.bend * self.width_v
 
     @property
     def width_v(self) -> float:
@@ -65,13 +66,19 @@ class BiasRecommender:
     """Propose biases where the dot changes fastest; stop once every change is located.
 
     First the ``initial_points`` biases of a uniform grid from ``start_v`` to ``stop_v`` (in
-    that order), then, one interval at a time, the midpoint of the interval between measured
-    neighbours with the largest change of (log lifetime, log intensity) that is still wider
-    than ``tolerance_v``. An interval counts only if its change is both at least
+    that order), then, one at a time, the midpoint of the interval between measured
+    neighbours whose change of (log lifetime, log intensity) is largest among those not yet
+    located to ``tolerance_v``. An interval counts only if its change is both at least
     ``min_change`` and ``significance`` times its shot noise (each log quantity measured from
-    N photons scatters by about 1/sqrt(N)). The search stops when no such interval is left:
-    every change then lies in an interval at most ``tolerance_v`` wide, so its position is
-    known to within that. It also stops after ``max_points`` measured biases.
+    N photons scatters by about 1/sqrt(N)).
+
+    How well an interval places a transition depends on its neighbours. Where the slope
+    (of both log quantities, as a vector) is the same on either side, the curve runs
+    straight and a level read off the straight line between the points is where the curve
+    has it. Where it bends, the interval's ``bend`` (|slope - neighbour's| over the steeper
+    of the two, at most 1) times half its width bounds the error: a step between flat
+    neighbours (bend 1) is placed at the midpoint to within half the width. The search stops
+    when every change is placed to ``tolerance_v`` (or after ``max_points`` biases).
 
     The methods are bluesky-adaptive's ``Optimizer`` (``suggest``, ``ingest``,
     ``get_best_points``) and ``SupportsStoppingCriteria`` (``should_stop``). Suggestions
@@ -83,7 +90,8 @@ class BiasRecommender:
     start_v, stop_v : float
         Ends of the bias range (V), both measured; either order.
     tolerance_v : float
-        Width (V) below which an interval is not split further (default 50 mV).
+        How closely (V) each change must be placed (default 50 mV): no interval wider than
+        twice this is left with a step in it.
     initial_points : int
         Points of the first, uniform pass (>= 2).
     max_points : int
@@ -258,9 +266,9 @@ class BiasRecommender:
         ]
 
     def open_intervals(self) -> list[Interval]:
-        """Changes still wider than the tolerance, the largest change first."""
+        """Changes not yet placed to the tolerance, the largest (times its bend) first."""
         tol = self.tolerance_v * (1 + 1e-9)
-        wide = [i for i in self.changes() if i.width_v > tol and i.uncertainty_v > tol]
+        wide = [i for i in self.changes() if i.uncertainty_v > tol]
         return sorted(wide, key=lambda i: -i.change * i.bend)
 
 

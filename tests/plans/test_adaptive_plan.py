@@ -4,10 +4,13 @@ The dot is the suite's preset (qd1). Truth from the model: the X0 -> X- transiti
 bias V1 where the dot's mean charge crosses -1/2 (``steady_state``, about -1.259 V), and the
 lifetime the probe's mono-exponential fit reads there, tau1, is the fit of the model's
 expected decay histogram at V1 (``expected_decay_histogram``, the sample's own detection).
-The plan locates the transition where its measured log-lifetime curve crosses tau1.
+The plan locates the transition where its measured log-lifetime curve crosses tau1 for the
+last time (from there on the dot only charges further). Earlier crossings are blinking: near
+-1 V the dot still goes dark in X+ for long spells, and a 1 s dwell can read a lifetime below
+tau1 there.
 
 Tolerance, 65 mV: the plan promises 50 mV (its ``tolerance``: the onset is refined until
-straight lines between its points place a level to 50 mV) plus the scatter of the lifetimes
+the interval that holds it places a level to 50 mV) plus the scatter of the lifetimes
 themselves. In 1 s dwells blinking and flicker scatter the fitted lifetime near V1 by about
 5 % (shot noise alone: 0.6 %), and the lifetime falls e-fold per ~100 mV there (9.7/V in
 log), so 3 sigma of scatter moves the crossing by 15 mV.
@@ -106,7 +109,9 @@ def test_locates_the_x0_to_x_minus_transition(adaptive_run, bench):
     tau_ns = [e["data"]["dot_probe_lifetime_ns"] for e in stream_events(docs, ADAPTIVE_STREAM)]
     crossings = level_crossings(biases, np.log(tau_ns), math.log(tau1_ns))
     assert len(crossings) >= 1, (biases, tau_ns)
-    assert np.all(np.abs(crossings - v1) <= LOCATED_WITHIN_V), (v1, crossings, biases, tau_ns)
-    # The plan refined the onset: a measured bias within the tolerance on each side of V1.
-    assert min(abs(v - v1) for v in biases if v < v1) <= 2 * TOLERANCE_V
-    assert min(abs(v - v1) for v in biases if v > v1) <= 2 * TOLERANCE_V
+    assert abs(crossings.min() - v1) <= LOCATED_WITHIN_V, (v1, crossings, biases, tau_ns)
+    # The plan refined the onset (the uniform pass measured -1.2 and -1.4 V): the interval
+    # that holds V1 places it at its midpoint to the tolerance.
+    below = max(v for v in biases if v < v1)
+    above = min(v for v in biases if v > v1)
+    assert above - below <= 2 * TOLERANCE_V + 0.005, biases
