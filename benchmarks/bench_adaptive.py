@@ -125,7 +125,11 @@ def run_uniform(model, truth, n, args, rng):
 
 def run_adaptive(model, truth, args, rng):
     rec = BiasRecommender(
-        args.high, args.low, tolerance_v=args.tolerance, initial_points=args.initial
+        args.high,
+        args.low,
+        tolerance_v=args.tolerance,
+        initial_points=args.initial,
+        min_change=args.min_change,
     )
     biases, points = [], []
     settled = 0  # points after which every transition stays located (an oracle's count)
@@ -149,6 +153,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--overhead", type=float, default=0.7, help="s per point besides dwell")
     parser.add_argument("--initial", type=int, default=11)
+    parser.add_argument("--min-change", type=float, default=0.1, help="the recommender's")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
         "--scatter",
@@ -202,6 +207,7 @@ def main() -> None:
         "dwell_s": args.dwell,
         "overhead_s": args.overhead,
         "scatter": args.scatter,
+        "min_change": args.min_change,
         "tolerance_v": args.tolerance,
         "repeats": args.repeats,
         "transitions": [

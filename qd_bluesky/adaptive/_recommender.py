@@ -97,7 +97,9 @@ class BiasRecommender:
     max_points : int
         Most biases measured in all.
     min_change : float
-        Smallest change of (log lifetime, log intensity) worth locating (0.05: 5 %).
+        Smallest change of (log lifetime, log intensity) worth locating (0.1: 10 %, twice
+        the scatter blinking gives 1 s dwells of the simulated qd1 dot; shot noise alone is
+        ~0.6 % there).
     significance : float
         Smallest ratio of a change to its shot noise.
 
@@ -115,7 +117,7 @@ class BiasRecommender:
         tolerance_v: float = 0.05,
         initial_points: int = 11,
         max_points: int = 60,
-        min_change: float = 0.05,
+        min_change: float = 0.1,
         significance: float = 3.0,
     ) -> None:
         for name, value in (("start_v", start_v), ("stop_v", stop_v)):
