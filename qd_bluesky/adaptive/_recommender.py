@@ -159,8 +159,9 @@ class BiasRecommender:
     def suggest(self, num_points: int | None = None) -> list[dict[str, Any]]:
         """The next ``num_points`` (default 1) biases to measure; fewer (or none) when done.
 
-        The uniform pass comes first; refinements are the midpoints of the widest-changing
-        intervals, computed from the points ingested so far.
+        The uniform pass comes first; refinements are the midpoints of the intervals not yet
+        placed to the tolerance, the largest change (times its bend) first, once every
+        suggestion so far has been ingested.
         """
         n = 1 if num_points is None else int(num_points)
         if n < 1:
@@ -169,12 +170,8 @@ class BiasRecommender:
         biases: list[float] = []
         while self._grid and len(biases) < min(n, room):
             biases.append(self._grid.pop(0))
-        if not biases and not self._pending:
-            taken = set(self._pending.values())
-            for interval in self.open_intervals()[: min(n, room)]:
-                v = round(interval.midpoint_v, 6)
-                if v not in taken:
-                    biases.append(v)
+        if not biases and not self._pending:  # refine only from what has been measured
+            biases = [round(i.midpoint_v, 6) for i in self.open_intervals()[: min(n, room)]]
         out = []
         for v in biases:
             self._pending[self._next_id] = v
@@ -192,7 +189,7 @@ class BiasRecommender:
                 raise ValueError(f"BiasRecommender.ingest: no bias for outcome {dict(p)!r}")
             point = BiasPoint(
                 float(bias),
-                float(p["intensity_cps"]),
+                float(p.get("intensity_cps", math.nan)),
                 float(p.get("lifetime_ns", math.nan)),
                 float(p.get("photons", math.nan)),
             )
@@ -236,9 +233,8 @@ class BiasRecommender:
 
     def intervals(self) -> list[Interval]:
         """Every interval between neighbouring measured biases, by increasing bias."""
-        pts = [
-            p for i, p in enumerate(self.points) if i == 0 or p.bias_v != self.points[i - 1].bias_v
-        ]
+        by_bias = {p.bias_v: p for p in self._points}  # a bias measured again: the last one
+        pts = [by_bias[v] for v in sorted(by_bias)]
         steps = [_step(a, b) for a, b in zip(pts, pts[1:], strict=False)]
         out = []
         for i, (a, b) in enumerate(zip(pts, pts[1:], strict=False)):
@@ -247,8 +243,8 @@ class BiasRecommender:
             slope = delta / (b.bias_v - a.bias_v)
             # How far the curve bends against its neighbours: 0 on a straight stretch (where
             # straight lines between the points already place any level), 1 for a step
-            # between flat neighbours (located only to the interval's width).
-            # A lone interval has nothing to compare with: a step for all we know.
+            # between flat neighbours (placed only by the interval's midpoint). A lone
+            # interval has nothing to compare with: a step for all we know.
             bend = 0.0 if len(steps) > 1 else 1.0
             for j in (i - 1, i + 1):
                 if 0 <= j < len(steps):

@@ -174,3 +174,12 @@ def test_bad_arguments(kwargs, message):
 def test_level_crossings_interpolates_and_sorts():
     assert level_crossings([-1.0, 0.0, -0.5], [0.0, 2.0, 1.0], 0.5) == pytest.approx([-0.75])
     assert level_crossings([0, 1, 2], [0, 1, 0], 0.5) == pytest.approx([0.5, 1.5])
+
+
+def test_a_bias_measured_again_counts_by_its_last_measurement():
+    rec = BiasRecommender(0.0, -1.0, initial_points=2)
+    for s in rec.suggest(2):
+        rec.ingest([{"_id": s["_id"], "lifetime_ns": 100, "intensity_cps": 1e4, "photons": 1e4}])
+    rec.ingest([{"bias_v": -1.0, "lifetime_ns": 10, "intensity_cps": 1e4, "photons": 1e4}])
+    (interval,) = rec.intervals()
+    assert interval.change == pytest.approx(math.log(10))
