@@ -33,7 +33,7 @@ def adaptive_bias_map(
     tolerance: float = 0.05,
     initial_points: int = 11,
     max_points: int = 40,
-    min_change: float = 0.1,
+    min_change: float = 0.2,
     readables: Sequence[Readable] = (),
     collect_period: float = 0.5,
     md: CustomPlanMetadata | None = None,
@@ -76,7 +76,7 @@ def adaptive_bias_map(
         Most biases measured.
     min_change : float, optional
         Smallest change of log lifetime and log intensity (as a vector) worth locating;
-        above the scatter blinking gives a dwell (0.1: 10 %).
+        above what blinking does between two dwells (0.2).
     readables : sequence of Readable, optional
         Extra devices read in every marker event (e.g. the laser).
     collect_period : float, optional

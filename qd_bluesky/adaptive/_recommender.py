@@ -97,9 +97,9 @@ class BiasRecommender:
     max_points : int
         Most biases measured in all.
     min_change : float
-        Smallest change of (log lifetime, log intensity) worth locating (0.1: 10 %, twice
-        the scatter blinking gives 1 s dwells of the simulated qd1 dot; shot noise alone is
-        ~0.6 % there).
+        Smallest change of (log lifetime, log intensity) worth locating (0.2: above what
+        blinking does between two 1 s dwells of the simulated qd1 dot, whose X+ spells at
+        0 V scatter intensity and lifetime by ~10 % each; shot noise alone is ~0.6 %).
     significance : float
         Smallest ratio of a change to its shot noise.
 
@@ -117,7 +117,7 @@ class BiasRecommender:
         tolerance_v: float = 0.05,
         initial_points: int = 11,
         max_points: int = 60,
-        min_change: float = 0.1,
+        min_change: float = 0.2,
         significance: float = 3.0,
     ) -> None:
         for name, value in (("start_v", start_v), ("stop_v", stop_v)):
