@@ -15,6 +15,7 @@ photon to its bias; see :func:`qd_block`), a ``primary`` stream of segment marke
 ``photons`` stream announced by the TCSPC card.
 """
 
+from ._adaptive import ADAPTIVE_STREAM, adaptive_bias_map
 from ._bias import bias_steps
 from ._cv import bias_cycling, cv_scan
 from ._g2 import g2_measurement
@@ -33,6 +34,7 @@ from ._stubs import (
 from ._validate import MAX_RASTER_POINTS
 
 __all__ = [
+    "ADAPTIVE_STREAM",
     "DOT_STREAM",
     "MARKER_STREAM",
     "MAX_RASTER_POINTS",
@@ -40,6 +42,7 @@ __all__ = [
     "QD_SCHEMA",
     "RasterMap",
     "acquire_photons",
+    "adaptive_bias_map",
     "bias_cycling",
     "bias_steps",
     "collect_until_done",

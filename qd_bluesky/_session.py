@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from bluesky.callbacks.best_effort import BestEffortCallback
     from bluesky.suspenders import SuspendWhenChanged
 
-    from .callbacks import LiveAnalyzer, LivePhotonPlots
+    from .callbacks import LiveAnalyzer, LivePhotonPlots, PhotonProbe
     from .catalog import Catalog
     from .devices import Instrument
 
@@ -46,6 +46,8 @@ DEFAULT_PREFIX = "qd:"
 CONNECT_TIMEOUT_S = 5.0
 #: Seconds a closing session waits for the live analysis to write its derived runs.
 CLOSE_TIMEOUT_S = 60.0
+#: Name of the session's PhotonProbe (the detector of ``adaptive_bias_map``).
+DOT_PROBE_NAME = "dot_probe"
 #: File of ``RE.md`` inside the data directory.
 METADATA_FILE = "RE_md.json"
 
@@ -224,6 +226,9 @@ class Session:
         The live table (and plots, with a display); None for commands.
     live_plots : LivePhotonPlots or None
         Live trace, FLID and decay; only with a display.
+    dot_probe : PhotonProbe or None
+        The dot's intensity and lifetime since the last segment marker, a detector for
+        :func:`qd_bluesky.plans.adaptive_bias_map` (subscribed to ``RE``).
     """
 
     RE: RunEngine
@@ -233,6 +238,7 @@ class Session:
     interlock_suspender: SuspendWhenChanged
     bec: BestEffortCallback | None = None
     live_plots: LivePhotonPlots | None = None
+    dot_probe: PhotonProbe | None = None
     _closed: bool = field(default=False, repr=False)
 
     def namespace(self) -> dict[str, Any]:
@@ -248,6 +254,7 @@ class Session:
             "live_plots": self.live_plots,
             "instrument": self.instrument,
             "interlock_suspender": self.interlock_suspender,
+            DOT_PROBE_NAME: self.dot_probe,
             **self.instrument.as_dict(),
         }
 
@@ -340,7 +347,7 @@ def open_session(
     from bluesky.suspenders import SuspendWhenChanged
     from bluesky.utils import ProgressBarManager
 
-    from .callbacks import LivePhotonPlots, subscribe_live_analysis
+    from .callbacks import LivePhotonPlots, PhotonProbe, subscribe_live_analysis
     from .catalog import open_catalog
     from .devices import InstrumentNotConnectedError, connect_instrument, make_instrument
 
@@ -390,6 +397,8 @@ def open_session(
         analyzer = subscribe_live_analysis(
             RE, catalog.writer if live_plots is None else _Both(catalog.writer, live_plots)
         )
+        dot_probe = PhotonProbe(DOT_PROBE_NAME)
+        RE.subscribe(dot_probe)
         if worker:
             RE.preprocessors.append(wait_for_analysis_after(analyzer))
         if live_plots is not None:
@@ -420,6 +429,7 @@ def open_session(
         interlock_suspender=interlock_suspender,
         bec=bec,
         live_plots=live_plots,
+        dot_probe=dot_probe,
     )
     # Close before the interpreter joins its threads: the embedded catalog's in-process Tiled
     # app registers its own shutdown there (threading's exit hooks run last-registered first),

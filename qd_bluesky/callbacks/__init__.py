@@ -22,6 +22,7 @@ from ._live import (
 )
 from ._plots import LivePhotonPlots
 from ._reanalyze import ReanalysisResult, parse_since, reanalyze, select_raw_runs
+from ._probe import PROBE_FIELDS, PhotonProbe
 from ._replay import ReplayResult, compare_derived_runs, find_live_derived, replay
 from ._streams import DERIVED_STREAMS, STREAM_FIELDS
 
@@ -32,6 +33,8 @@ __all__ = [
     "LiveAnalyzer",
     "LivePhotonPlots",
     "ReanalysisResult",
+    "PROBE_FIELDS",
+    "PhotonProbe",
     "ReplayResult",
     "RunAnalysis",
     "RunOutcome",

@@ -36,10 +36,15 @@ DEVICE_MAX_DEPTH = 1
 
 def offline_namespace(prefix: str = "qd:") -> dict[str, Any]:
     """The plans and devices of the worker's namespace, without connecting or a catalog."""
-    from .._session import plan_namespace
+    from .._session import DOT_PROBE_NAME, plan_namespace
+    from ..callbacks import PhotonProbe
     from ..devices import make_instrument
 
-    return {**plan_namespace(), **make_instrument(prefix).as_dict()}
+    return {
+        **plan_namespace(),
+        **make_instrument(prefix).as_dict(),
+        DOT_PROBE_NAME: PhotonProbe(DOT_PROBE_NAME),
+    }
 
 
 def existing_plans_and_devices(prefix: str = "qd:") -> tuple[dict, dict]:

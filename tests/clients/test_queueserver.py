@@ -3,6 +3,7 @@ and the simulated instrument as separate processes, and bluesky-queueserver-api 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
 
@@ -15,7 +16,16 @@ from qd_bluesky.queueserver import (
 
 from .servers import QD_BLUESKY, background, clean_env, free_port, qd_sim, redis_server
 
-USER_PLANS = {"bias_steps", "bias_cycling", "cv_scan", "g2_measurement", "raster_scan", "find_dot"}
+USER_PLANS = {
+    "bias_steps",
+    "bias_cycling",
+    "cv_scan",
+    "g2_measurement",
+    "raster_scan",
+    "find_dot",
+    "adaptive_bias_map",
+}
+DEVICES = {"pot", "tcspc", "laser", "stage", "dot_probe"}
 
 
 def test_shipped_plan_list_is_what_the_code_defines():
@@ -25,7 +35,7 @@ def test_shipped_plan_list_is_what_the_code_defines():
     shipped = yaml.safe_load(EXISTING_PLANS_AND_DEVICES.read_text())
     assert shipped["existing_plans"] == plans
     assert shipped["existing_devices"] == devices
-    assert set(devices) == {"pot", "tcspc", "laser", "stage"}
+    assert set(devices) == DEVICES
     # Device arguments are resolved from names: the protocols map to queueserver's device types.
     tcspc_param = next(p for p in plans["bias_steps"]["parameters"] if p["name"] == "tcspc")
     assert tcspc_param["annotation"]["type"] == "__FLYABLE__"
@@ -40,7 +50,7 @@ def test_permissions_allow_the_user_plans_and_devices_and_no_stub():
     )
     for group in ("root", "primary"):
         assert set(allowed_plans[group]) == USER_PLANS
-        assert set(allowed_devices[group]) == {"pot", "tcspc", "laser", "stage"}
+        assert set(allowed_devices[group]) == DEVICES
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +147,37 @@ def test_queue_runs_plans_refuses_bad_ones_and_stores_derived_runs(queue):
     # line would repeat the message).
     (line,) = [x for x in manager.output.splitlines() if "-2.500 V is outside the safe" in x]
     assert "The plan failed: Plan failed: bias_steps: pot: biases[0] -2.500 V" in line
+
+
+def test_queue_runs_adaptive_bias_map_with_the_session_probe(queue):
+    """The queued plan gets ``dot_probe`` by name (the worker's PhotonProbe, subscribed to its
+    RunEngine) and records one probe reading per bias it chose."""
+    from bluesky_queueserver_api import BPlan
+
+    api, data_dir, _ = queue
+    plan = BPlan(
+        "adaptive_bias_map",
+        "tcspc",
+        "pot",
+        "dot_probe",
+        -1.1,
+        -1.5,
+        0.5,
+        initial_points=3,
+        max_points=4,
+    )
+    api.item_execute(plan)  # now, whatever the queue holds (the test above stopped it)
+    api.wait_for_idle(timeout=300)
+    item = api.history_get()["items"][-1]
+    assert (item["name"], item["result"]["exit_status"]) == ("adaptive_bias_map", "completed")
+    (uid,) = item["result"]["run_uids"]
+    with open_catalog(data_dir, create=False) as catalog:
+        runs = {r["uid"]: r for r in list_runs(catalog)}
+        events = runs[uid]["num_events"]
+        assert 3 <= events["primary"] == events["adaptive"] <= 4
+        readings = catalog.client[uid]["adaptive"].read()
+        biases = np.asarray(catalog.client[uid]["primary"].read()["pot"])
+        lifetimes = np.asarray(readings["dot_probe_lifetime_ns"])
+    # a real fit at each bias; the dot charged at -1.5 V: 3-4 times shorter than at -1.1 V
+    assert np.all((lifetimes > 0) & (lifetimes < 200))
+    assert lifetimes[np.argmin(biases)] < lifetimes[np.argmax(biases)] / 2

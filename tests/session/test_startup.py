@@ -66,6 +66,8 @@ def test_startup_imports_without_a_display_or_ioc(tmp_path):
         "find_dot",
         "raster_scan",
         "bias_cycling",
+        "adaptive_bias_map",
+        "dot_probe",
         "interlock_suspender",
     ):
         assert name in names, name

@@ -33,7 +33,10 @@ def open_for_reading(
         Neither a plain nor a SWMR open succeeds (not HDF5, corrupt, unreadable).
     """
     try:
-        return h5py.File(path, "r"), False
+        f = h5py.File(path, "r")
+        # A file this process already holds as a SWMR reader opens plainly (HDF5 shares the
+        # open file), yet stays in SWMR mode: its datasets still need refreshing.
+        return f, bool(f.swmr_mode)
     except OSError as plain_error:
         # HDF5 refuses a plain open of a file a SWMR writer holds (or held, if it died)
         # with "already open for write" or a file-lock error: retry as a SWMR reader.
