@@ -210,6 +210,12 @@ class Flid:
                 self._hist = grown(self._hist, needed)
             start = stop
 
+    def reserve(self, n_bins: int) -> None:
+        """Allocate ``n_bins`` time bins now (a caller that knows the stream's length)."""
+        if n_bins > self._hist.shape[0]:
+            self._counts = grown(self._counts, n_bins)
+            self._hist = grown(self._hist, n_bins)
+
     @property
     def counts(self) -> NDArray[np.int64]:
         """Photons per time bin."""
