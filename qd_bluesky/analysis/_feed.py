@@ -190,7 +190,7 @@ def _run(m, u, c, start, stop, part: _Part, trace, flid, g2) -> int:
     tail_m, tail_u, tail_c = _NO_M, _NO_U, _NO_C
     if g2 is not None:
         tail_m, tail_u, tail_c = g2._tail_m, g2._tail_u, g2._tail_c
-    return k.stream_accumulate(
+    return k.sorted_accumulate(
         m,
         u,
         c,
