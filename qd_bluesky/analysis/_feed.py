@@ -1,8 +1,9 @@
-"""One pass over a chunk of photons feeding a stream's trace, decay, FLID and g2 together.
+"""One kernel call per chunk of photons feeding a stream's trace, decay, FLID and g2 together.
 
 :func:`feed_photons` gives exactly the state that feeding the chunk to each accumulator's own
-``add`` gives (integer sums; the same bins and delays bit for bit), in one pass over the photon
-columns instead of four (:func:`qd_bluesky.analysis._kernels.stream_accumulate`). With
+``add`` gives (integer sums; the same bins and delays bit for bit), in one kernel call instead
+of four: :func:`qd_bluesky.analysis._kernels.sorted_accumulate`, which hands a chunk out of time
+order to the per-photon one-pass ``stream_accumulate``. With
 ``workers=2`` and photons in time order, the chunk is cut at a FLID bin edge and the second
 half is accumulated on a second thread (the numba kernel releases the GIL): it writes its own
 FLID rows, and its trace, decay and g2 sums are added afterwards.
