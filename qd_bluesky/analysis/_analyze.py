@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -133,21 +133,27 @@ def _check_requirements(
             raise AnalysisError(f"{path}: pulsed g2 needs a laser sync; this is a {mode} file")
 
 
-def _chunks(reader: PhotonHdf5Reader, chunk_rows: int, prefetch: bool = False):
+def _chunks(
+    reader: PhotonHdf5Reader, chunk_rows: int, prefetch: bool = False
+) -> Iterator[PhotonTable]:
     """The non-empty chunks of ``chunk_rows`` rows; with ``prefetch``, the next one is read on
     a second thread while the caller works on the current one (h5py reads without the GIL)."""
-    chunks = (
-        table
-        for a in range(0, reader.rows, chunk_rows)
-        if len(table := reader.read(a, a + chunk_rows))
-    )
+    chunks = _read_chunks(reader, chunk_rows)
     if not prefetch:
         yield from chunks
         return
     with ThreadPoolExecutor(1, thread_name_prefix="qd-read") as pool:
         pending = pool.submit(next, chunks, None)
-        while (table := pending.result()) is not None:
+        while (current := pending.result()) is not None:
             pending = pool.submit(next, chunks, None)
+            yield current
+
+
+def _read_chunks(reader: PhotonHdf5Reader, chunk_rows: int) -> Iterator[PhotonTable]:
+    # (its own frame: the reading thread must not share a variable with the consumer's)
+    for a in range(0, reader.rows, chunk_rows):
+        table = reader.read(a, a + chunk_rows)
+        if len(table):
             yield table
 
 
