@@ -118,3 +118,8 @@ def test_peak_memory_does_not_grow_with_file_length(tmp_path):
     # Reading the file whole costs 11 bytes per photon (plus copies): 66 MB more for the long
     # file. Streamed, only the results of 150 more FLID bins (~100 bytes each) may add up.
     assert grow < 0.05 * 11 * (n_long - n_short), (grow, n_long - n_short)
+
+
+def test_workers_must_be_one_or_two(tmp_path):
+    with pytest.raises(ValueError, match="workers must be 1 or 2, got 3"):
+        analyze_file(tmp_path / "never-read.h5", workers=3)
