@@ -11,7 +11,6 @@ FLID rows, and its trace, decay and g2 sums are added afterwards.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +21,10 @@ from ._accumulators import DecayHistogram, IntensityTrace, grown, needed_bins
 from ._errors import AnalysisError
 from ._flid import Flid
 from ._g2 import G2Pulsed
+from ._threads import on_second_thread
 
 #: Chunks smaller than this are not split between threads (the split costs a thread hand-off).
 MIN_SPLIT_PHOTONS = 1 << 18
-
-_POOL: ThreadPoolExecutor | None = None
 
 _NO_COUNTS_2D = np.zeros((0, 0), dtype=np.int64)
 _NO_COUNTS = np.zeros(0, dtype=np.int64)
@@ -35,13 +33,6 @@ _NO_COARSE = np.zeros(0, dtype=np.int32)
 _NO_M = np.zeros(0, dtype=np.int64)
 _NO_U = np.zeros(0, dtype=np.uint16)
 _NO_C = np.zeros(0, dtype=np.uint8)
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qd-photons")
-    return _POOL
 
 
 @dataclass
@@ -129,7 +120,7 @@ def feed_photons(
     cut = _split_point(m, flid, n) if workers > 1 and g2 is not None else n
     if cut < n:
         second = _worker_part(m, cut, trace, decay, g2)
-        future = _pool().submit(_run, m, u, c, cut, n, second, trace, flid, g2)
+        future = on_second_thread(_run, m, u, c, cut, n, second, trace, flid, g2)
         stop_a = _run(m, u, c, 0, cut, main, trace, flid, g2)
         stop_b = future.result()
         _check(main.status, m, c)

@@ -455,6 +455,7 @@ class PhotonAnalysis:
             period_s=1.0 / self.units.rep_rate_hz,
             min_counts=FLID_MIN_COUNTS,
             irf_fwhm_s=cal.irf_fwhm_s,
+            workers=self.workers,
         )
 
     def g2_result(self) -> G2Result | None:

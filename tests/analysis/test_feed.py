@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qd_bluesky.analysis import AnalysisError, DecayHistogram, Flid, G2Pulsed, IntensityTrace, _feed
+from qd_bluesky.analysis import (
+    AnalysisError,
+    DecayHistogram,
+    Flid,
+    G2Pulsed,
+    IntensityTrace,
+    _feed,
+    flid_lifetimes,
+)
 from qd_bluesky.analysis._feed import feed_photons
 from qd_bluesky.analysis._kernels import bin_span
 
@@ -97,3 +105,20 @@ def test_out_of_order_and_bad_channel_are_one_line_errors(stream):
     c3[7] = 2
     with pytest.raises(AnalysisError, match="photon on channel 2"):
         feed_photons(stream.macrotime[:5000], u, c3, **accumulators(stream, int(m[0])))
+
+
+def test_flid_lifetimes_on_two_threads_are_the_same_numbers(stream):
+    flid = accumulators(stream, int(stream.macrotime[0]), flid_bin_s=2e-3)["flid"]
+    flid.add(stream.macrotime, stream.microtime)
+    kw = dict(
+        coarse_bin_s=flid.coarse_bin_s,
+        period_s=stream.period_s,
+        decay_start_s=5e-9,
+        background_counts=np.linspace(0, 3, len(flid.histograms)),
+        irf_fwhm_s=0.4e-9,
+    )
+    one = flid_lifetimes(flid.histograms, **kw, workers=1)
+    two = flid_lifetimes(flid.histograms, **kw, workers=2)
+    assert len(flid.histograms) >= 700 and np.isfinite(one[0]).mean() > 0.9
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
