@@ -368,6 +368,8 @@ def g2_accumulate(
 # ---------------------------------------------------------------------------------------------
 # one pass over a chunk feeding the trace, decay, FLID and g2 at once
 
+#: Photons per block of :func:`sorted_accumulate` (~700 kB of photon columns: in L2 cache).
+BLOCK = 1 << 16
 #: Slots of the ``status`` array of :func:`stream_accumulate`.
 ST_TRACE_EARLY, ST_FLID_EARLY, ST_DECAY_OVERFLOW, ST_FLID_OVERFLOW = 0, 1, 2, 3
 ST_TRACE_TOP, ST_FLID_TOP, ST_BAD_ORDER, ST_BAD_CHANNEL = 4, 5, 6, 7
@@ -681,14 +683,90 @@ def sorted_accumulate(
     channel_counts,
     status,
 ):
-    """:func:`stream_accumulate` for photons in time order, stage by stage over the chunk.
+    """:func:`stream_accumulate` for photons in time order, stage by stage over blocks.
 
     With the photons sorted, a time bin is a run of photons found by a galloping search, so the
     trace and FLID counts are run lengths and sums, the microtime histograms tight scatter
     loops, and g2 visits only photons with a predecessor within the window (a branch-free
-    pre-pass lists them). A chunk out of time order, or with a channel beyond the arrays, is
-    passed to :func:`stream_accumulate` whole (which reports it).
+    pre-pass lists them). The stages run over blocks of :data:`BLOCK` photons, which stay in
+    the core's cache between them. A block out of time order, or with a channel beyond the
+    arrays, is passed to :func:`stream_accumulate` (which reports it).
     """
+    for b0 in range(start, stop, BLOCK):
+        b1 = min(b0 + BLOCK, stop)
+        end = _sorted_block(
+            macrotime,
+            microtime,
+            channel,
+            b0,
+            b1,
+            trace_t0,
+            trace_tpb,
+            trace_counts,
+            trace_offset,
+            decay_counts,
+            flid_t0,
+            flid_tpb,
+            coarse_of,
+            flid_counts,
+            flid_hist,
+            flid_offset,
+            channel_a,
+            channel_b,
+            window_ticks,
+            tick_s,
+            micro_s,
+            period_s,
+            n_peaks,
+            bins_per_period,
+            peaks,
+            g2_hist,
+            tail_m,
+            tail_u,
+            tail_c,
+            channel_counts,
+            status,
+        )
+        if end < b1:
+            return end
+    return stop
+
+
+@njit(cache=True, nogil=True)
+def _sorted_block(
+    macrotime,
+    microtime,
+    channel,
+    start,
+    stop,
+    trace_t0,
+    trace_tpb,
+    trace_counts,
+    trace_offset,
+    decay_counts,
+    flid_t0,
+    flid_tpb,
+    coarse_of,
+    flid_counts,
+    flid_hist,
+    flid_offset,
+    channel_a,
+    channel_b,
+    window_ticks,
+    tick_s,
+    micro_s,
+    period_s,
+    n_peaks,
+    bins_per_period,
+    peaks,
+    g2_hist,
+    tail_m,
+    tail_u,
+    tail_c,
+    channel_counts,
+    status,
+):
+    """One block of :func:`sorted_accumulate`."""
     n_ch = channel_counts.shape[0]
     if trace_tpb > 0.0:
         n_ch = min(n_ch, trace_counts.shape[1])
