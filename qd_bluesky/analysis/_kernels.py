@@ -694,198 +694,130 @@ def sorted_accumulate(
     """
     for b0 in range(start, stop, BLOCK):
         b1 = min(b0 + BLOCK, stop)
-        end = _sorted_block(
-            macrotime,
-            microtime,
-            channel,
-            b0,
-            b1,
-            trace_t0,
-            trace_tpb,
-            trace_counts,
-            trace_offset,
-            decay_counts,
-            flid_t0,
-            flid_tpb,
-            coarse_of,
-            flid_counts,
-            flid_hist,
-            flid_offset,
-            channel_a,
-            channel_b,
-            window_ticks,
-            tick_s,
-            micro_s,
-            period_s,
-            n_peaks,
-            bins_per_period,
-            peaks,
-            g2_hist,
-            tail_m,
-            tail_u,
-            tail_c,
-            channel_counts,
-            status,
-        )
+        n_ch = channel_counts.shape[0]
+        if trace_tpb > 0.0:
+            n_ch = min(n_ch, trace_counts.shape[1])
+        if decay_counts.shape[1] > 0:
+            n_ch = min(n_ch, decay_counts.shape[0])
+        # (loops run over slices from 0: an index numba cannot prove non-negative costs a
+        # wrap-around test per access and stops LLVM from vectorising)
+        ms = macrotime[b0:b1]
+        prev = macrotime[max(b0 - 1, 0)]
+        bad = 0
+        for i in range(ms.shape[0]):
+            x = ms[i]
+            bad += x < prev
+            prev = x
+        cs = channel[b0:b1]
+        top_c = np.uint8(0)
+        for i in range(cs.shape[0]):
+            top_c = max(top_c, cs[i])
+        if bad > 0 or top_c >= n_ch:
+            end = stream_accumulate(
+                macrotime, microtime, channel, b0, b1, trace_t0, trace_tpb, trace_counts,
+                trace_offset, decay_counts, flid_t0, flid_tpb, coarse_of, flid_counts, flid_hist,
+                flid_offset, channel_a, channel_b, window_ticks, tick_s, micro_s, period_s, n_peaks,
+                bins_per_period, peaks, g2_hist, tail_m, tail_u, tail_c, channel_counts, status,
+            )  # fmt: skip
+            if end < b1:
+                return end
+            continue
+        end = b1
+        t_first = f_first = b1
+        if trace_tpb > 0.0:
+            t_first, lim = _binned_limit(
+                macrotime, b0, b1, trace_t0, trace_tpb, trace_counts.shape[0], trace_offset
+            )
+            end = min(end, lim)
+        if flid_tpb > 0.0:
+            f_first, lim = _binned_limit(
+                macrotime, b0, b1, flid_t0, flid_tpb, flid_hist.shape[0], flid_offset
+            )
+            end = min(end, lim)
+        # photons before t0 (a prefix, in time order)
+        if trace_tpb > 0.0:
+            status[ST_TRACE_EARLY] += min(t_first, end) - b0
+            i = min(t_first, end)
+            while i < end:
+                b = np.int64((macrotime[i] - trace_t0) / trace_tpb)
+                _, hi = bin_span(b, trace_tpb)
+                j = _first_from(macrotime, i + 1, end, trace_t0 + hi)
+                row = b - trace_offset
+                if row < 0:
+                    status[ST_BAD_ORDER] = i
+                    return i
+                if row >= trace_counts.shape[0]:
+                    return i
+                cs = channel[i:j]
+                ones = 0
+                for q in range(cs.shape[0]):
+                    ones += cs[q] == 1
+                trace_counts[row, 0] += (j - i) - ones
+                if trace_counts.shape[1] > 1:
+                    trace_counts[row, 1] += ones
+                if top_c > 1:
+                    for q in range(cs.shape[0]):  # channels beyond 1: move them from channel 0
+                        cq = cs[q]
+                        if cq > 1:
+                            trace_counts[row, 0] -= 1
+                            trace_counts[row, cq] += 1
+                status[ST_TRACE_TOP] = max(status[ST_TRACE_TOP], row)
+                i = j
+        if flid_tpb > 0.0:
+            status[ST_FLID_EARLY] += min(f_first, end) - b0
+            n_coarse_of = coarse_of.shape[0]
+            over = 0
+            i = min(f_first, end)
+            while i < end:
+                b = np.int64((macrotime[i] - flid_t0) / flid_tpb)
+                _, hi = bin_span(b, flid_tpb)
+                j = _first_from(macrotime, i + 1, end, flid_t0 + hi)
+                row = b - flid_offset
+                if row < 0:
+                    status[ST_BAD_ORDER] = i
+                    return i
+                if row >= flid_hist.shape[0]:
+                    return i
+                flid_counts[row] += j - i
+                h = flid_hist[row]
+                us = microtime[i:j]
+                for q in range(us.shape[0]):
+                    uq = us[q]
+                    if uq < n_coarse_of:
+                        h[coarse_of[uq]] += 1
+                    else:
+                        over += 1
+                status[ST_FLID_TOP] = max(status[ST_FLID_TOP], row)
+                i = j
+            status[ST_FLID_OVERFLOW] += over
+        if decay_counts.shape[1] > 0:
+            n_micro = decay_counts.shape[1]
+            over = 0
+            us = microtime[b0:end]
+            cs = channel[b0:end]
+            for i in range(us.shape[0]):
+                ui = us[i]
+                if ui < n_micro:
+                    decay_counts[cs[i], ui] += 1
+                else:
+                    over += 1
+            status[ST_DECAY_OVERFLOW] += over
+        if channel_a >= 0:
+            n_a = n_b = 0
+            cs = channel[b0:end]
+            for i in range(cs.shape[0]):
+                n_a += cs[i] == channel_a
+                n_b += cs[i] == channel_b
+            channel_counts[channel_a] += n_a
+            channel_counts[channel_b] += n_b
+            _g2_sorted(
+                macrotime, microtime, channel, b0, end, channel_a, channel_b, window_ticks,
+                tick_s, micro_s, period_s, n_peaks, bins_per_period, peaks, g2_hist, tail_m,
+                tail_u, tail_c,
+            )  # fmt: skip
         if end < b1:
             return end
     return stop
-
-
-@njit(cache=True, nogil=True)
-def _sorted_block(
-    macrotime,
-    microtime,
-    channel,
-    start,
-    stop,
-    trace_t0,
-    trace_tpb,
-    trace_counts,
-    trace_offset,
-    decay_counts,
-    flid_t0,
-    flid_tpb,
-    coarse_of,
-    flid_counts,
-    flid_hist,
-    flid_offset,
-    channel_a,
-    channel_b,
-    window_ticks,
-    tick_s,
-    micro_s,
-    period_s,
-    n_peaks,
-    bins_per_period,
-    peaks,
-    g2_hist,
-    tail_m,
-    tail_u,
-    tail_c,
-    channel_counts,
-    status,
-):
-    """One block of :func:`sorted_accumulate`."""
-    n_ch = channel_counts.shape[0]
-    if trace_tpb > 0.0:
-        n_ch = min(n_ch, trace_counts.shape[1])
-    if decay_counts.shape[1] > 0:
-        n_ch = min(n_ch, decay_counts.shape[0])
-    # (loops run over slices from 0: an index numba cannot prove non-negative costs a
-    # wrap-around test per access and stops LLVM from vectorising)
-    ms = macrotime[start:stop]
-    prev = macrotime[max(start - 1, 0)]
-    bad = 0
-    for i in range(ms.shape[0]):
-        x = ms[i]
-        bad += x < prev
-        prev = x
-    cs = channel[start:stop]
-    top_c = np.uint8(0)
-    for i in range(cs.shape[0]):
-        top_c = max(top_c, cs[i])
-    if bad > 0 or top_c >= n_ch or stop <= start:
-        return stream_accumulate(
-            macrotime, microtime, channel, start, stop, trace_t0, trace_tpb, trace_counts,
-            trace_offset, decay_counts, flid_t0, flid_tpb, coarse_of, flid_counts, flid_hist,
-            flid_offset, channel_a, channel_b, window_ticks, tick_s, micro_s, period_s, n_peaks,
-            bins_per_period, peaks, g2_hist, tail_m, tail_u, tail_c, channel_counts, status,
-        )  # fmt: skip
-    end = stop
-    t_first = f_first = stop
-    if trace_tpb > 0.0:
-        t_first, lim = _binned_limit(
-            macrotime, start, stop, trace_t0, trace_tpb, trace_counts.shape[0], trace_offset
-        )
-        end = min(end, lim)
-    if flid_tpb > 0.0:
-        f_first, lim = _binned_limit(
-            macrotime, start, stop, flid_t0, flid_tpb, flid_hist.shape[0], flid_offset
-        )
-        end = min(end, lim)
-    # photons before t0 (a prefix, in time order)
-    if trace_tpb > 0.0:
-        status[ST_TRACE_EARLY] += min(t_first, end) - start
-        i = min(t_first, end)
-        while i < end:
-            b = np.int64((macrotime[i] - trace_t0) / trace_tpb)
-            _, hi = bin_span(b, trace_tpb)
-            j = _first_from(macrotime, i + 1, end, trace_t0 + hi)
-            row = b - trace_offset
-            if row < 0:
-                status[ST_BAD_ORDER] = i
-                return i
-            if row >= trace_counts.shape[0]:
-                return i
-            cs = channel[i:j]
-            ones = 0
-            for q in range(cs.shape[0]):
-                ones += cs[q] == 1
-            trace_counts[row, 0] += (j - i) - ones
-            if trace_counts.shape[1] > 1:
-                trace_counts[row, 1] += ones
-            if top_c > 1:
-                for q in range(cs.shape[0]):  # channels beyond 1: move them from channel 0
-                    cq = cs[q]
-                    if cq > 1:
-                        trace_counts[row, 0] -= 1
-                        trace_counts[row, cq] += 1
-            status[ST_TRACE_TOP] = max(status[ST_TRACE_TOP], row)
-            i = j
-    if flid_tpb > 0.0:
-        status[ST_FLID_EARLY] += min(f_first, end) - start
-        n_coarse_of = coarse_of.shape[0]
-        over = 0
-        i = min(f_first, end)
-        while i < end:
-            b = np.int64((macrotime[i] - flid_t0) / flid_tpb)
-            _, hi = bin_span(b, flid_tpb)
-            j = _first_from(macrotime, i + 1, end, flid_t0 + hi)
-            row = b - flid_offset
-            if row < 0:
-                status[ST_BAD_ORDER] = i
-                return i
-            if row >= flid_hist.shape[0]:
-                return i
-            flid_counts[row] += j - i
-            h = flid_hist[row]
-            us = microtime[i:j]
-            for q in range(us.shape[0]):
-                uq = us[q]
-                if uq < n_coarse_of:
-                    h[coarse_of[uq]] += 1
-                else:
-                    over += 1
-            status[ST_FLID_TOP] = max(status[ST_FLID_TOP], row)
-            i = j
-        status[ST_FLID_OVERFLOW] += over
-    if decay_counts.shape[1] > 0:
-        n_micro = decay_counts.shape[1]
-        over = 0
-        us = microtime[start:end]
-        cs = channel[start:end]
-        for i in range(us.shape[0]):
-            ui = us[i]
-            if ui < n_micro:
-                decay_counts[cs[i], ui] += 1
-            else:
-                over += 1
-        status[ST_DECAY_OVERFLOW] += over
-    if channel_a >= 0:
-        n_a = n_b = 0
-        cs = channel[start:end]
-        for i in range(cs.shape[0]):
-            n_a += cs[i] == channel_a
-            n_b += cs[i] == channel_b
-        channel_counts[channel_a] += n_a
-        channel_counts[channel_b] += n_b
-        _g2_sorted(
-            macrotime, microtime, channel, start, end, channel_a, channel_b, window_ticks,
-            tick_s, micro_s, period_s, n_peaks, bins_per_period, peaks, g2_hist, tail_m,
-            tail_u, tail_c,
-        )  # fmt: skip
-    return end
 
 
 @njit(cache=True, nogil=True)
