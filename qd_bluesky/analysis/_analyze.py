@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -13,14 +14,20 @@ from ._blinking import check_confidence, levels_summary
 from ._errors import AnalysisError
 from ._flid import Flid
 from ._io import read_photons, sniff_format
+from ._kernels import channel_set
 from ._photon_hdf5 import PhotonHdf5Reader
 from ._photons import PhotonTable
 from ._pipeline import PhotonAnalysis, PhotonSettings, StreamUnits, json_floats
 
 #: Photon-HDF5 rows per read (11 MB of photons).
 CHUNK_ROWS = 1 << 20
-#: FLID bins accumulated at once (60 s of 20 ms bins: 10 MB of coarse histograms).
+#: FLID bins accumulated at once when the whole FLID exceeds ``FLID_MEMORY_BYTES`` (60 s of
+#: 20 ms bins: 10 MB of coarse histograms).
 FLID_WINDOW_BINS = 3000
+#: The coarse FLID histograms of a whole Photon-HDF5 file are kept up to this size (80 000
+#: bins, 27 min at 20 ms), so the file is read once; a longer file's FLID is accumulated
+#: window by window in a second read.
+FLID_MEMORY_BYTES = 256 << 20
 
 #: What a caller may demand of a file; a file that cannot give it is an error, not a null.
 REQUIREMENTS = ("lifetime", "g2")
@@ -36,6 +43,7 @@ def analyze_file(
     levels: bool = False,
     confidence: float = 0.95,
     chunk_rows: int = CHUNK_ROWS,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Read a PTU or Photon-HDF5 file and analyse it: rate, decay fit, FLID and g2(0).
 
@@ -59,6 +67,9 @@ def analyze_file(
         Photon-HDF5 rows read at a time: the peak memory of a Photon-HDF5 file's analysis
         does not grow with its length (apart from 16 bytes per FLID bin of the result). A
         PTU file is read whole.
+    workers
+        Threads (1 or 2; default: 2 where the machine has two cores). A second thread reads the
+        next Photon-HDF5 chunk and accumulates half of each chunk; the result is the same.
 
     Returns
     -------
@@ -70,10 +81,14 @@ def analyze_file(
         raise ValueError(f"unknown requirement(s) {sorted(unknown)}; choose from {REQUIREMENTS}")
     if not bin_ms > 0:
         raise ValueError(f"--bin-ms must be positive, got {bin_ms}")
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    if workers not in (1, 2):
+        raise ValueError(f"workers must be 1 or 2, got {workers}")
     if levels:
         check_confidence(confidence)
     elif sniff_format(path) == "photon-hdf5":
-        return _analyze_photon_hdf5(path, bin_ms, require, chunk_rows)
+        return _analyze_photon_hdf5(path, bin_ms, require, chunk_rows, workers)
     # A PTU file is decoded whole by ptufile (its records are not photons one to one).
     table = read_photons(path)
     if len(table) == 0:
@@ -86,6 +101,7 @@ def analyze_file(
         flid_bin_s=bin_ms * 1e-3,
         t0_ticks=int(table.macrotime[0]),
         channels=channels,
+        workers=workers,
     )
     analysis.add(table.macrotime, table.microtime, table.channel)
     summary = analysis.summary(bin_ms=bin_ms)
@@ -117,47 +133,72 @@ def _check_requirements(
             raise AnalysisError(f"{path}: pulsed g2 needs a laser sync; this is a {mode} file")
 
 
-def _chunks(reader: PhotonHdf5Reader, chunk_rows: int) -> Iterator[PhotonTable]:
+def _chunks(
+    reader: PhotonHdf5Reader, chunk_rows: int, prefetch: bool = False
+) -> Iterator[PhotonTable]:
+    """The non-empty chunks of ``chunk_rows`` rows; with ``prefetch``, the next one is read on
+    a second thread while the caller works on the current one (h5py reads without the GIL)."""
+    chunks = _read_chunks(reader, chunk_rows)
+    if not prefetch:
+        yield from chunks
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="qd-read") as pool:
+        pending = pool.submit(next, chunks, None)
+        while (current := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield current
+
+
+def _read_chunks(reader: PhotonHdf5Reader, chunk_rows: int) -> Iterator[PhotonTable]:
+    # (its own frame: the reading thread must not share a variable with the consumer's)
     for a in range(0, reader.rows, chunk_rows):
         table = reader.read(a, a + chunk_rows)
         if len(table):
             yield table
 
 
+def _flid_bins_bound(reader: PhotonHdf5Reader, first_ticks: int, tpb: float) -> int:
+    """FLID bins up to the file's last timestamp (photon or marker): the size of the FLID."""
+    rows = reader.rows
+    last = reader.read(max(0, rows - 1024), rows).macrotime
+    return int((int(last.max()) - first_ticks) / tpb) + 2 if len(last) else 0
+
+
 def _analyze_photon_hdf5(
-    path: Any, bin_ms: float, require: set[str], chunk_rows: int
+    path: Any, bin_ms: float, require: set[str], chunk_rows: int, workers: int = 1
 ) -> dict[str, Any]:
     """:func:`analyze_file` of a Photon-HDF5 file in chunks of rows, in bounded memory.
 
-    Three passes: the channels and the first photon; the decay, g2 and counts (whose fit
-    gives the FLID's decay start and background); the FLID window by window, keeping only
-    each bin's intensity and lifetime. Every accumulator is exact under chunking and a FLID
-    bin's lifetime depends on that bin alone, so the result equals the whole-file analysis.
+    One read: the channels come from the first chunk (a chunk with another channel starts the
+    analysis again with all channels seen), and trace, decay, g2 and the FLID's coarse
+    histograms are accumulated in one pass per chunk; the FLID lifetimes follow the whole-decay
+    fit. A FLID larger than ``FLID_MEMORY_BYTES`` is accumulated window by window in a second
+    read instead, keeping only each bin's intensity and lifetime. Every accumulator is exact
+    under chunking and a FLID bin's lifetime depends on that bin alone, so the result equals
+    the whole-file analysis.
     """
     with PhotonHdf5Reader(path) as reader:
-        seen: set[int] = set()
-        first_ticks = None
-        for table in _chunks(reader, chunk_rows):
-            seen.update(np.unique(table.channel).tolist())
-            if first_ticks is None:
-                first_ticks = int(table.macrotime[0])
-                units = StreamUnits.of(table)
-                mode, warnings = table.mode, list(table.warnings)
-        if first_ticks is None:
+        known: set[int] = set()
+        while True:
+            analysis = None
+            for table in _chunks(reader, chunk_rows, prefetch=workers > 1):
+                seen = {int(x) for x in channel_set(table.channel)}
+                if analysis is None:
+                    known |= seen
+                    units = StreamUnits.of(table)
+                    mode, warnings = table.mode, list(table.warnings)
+                    analysis = _new_analysis(reader, table, units, bin_ms, known, workers)
+                elif not seen <= known:
+                    known |= seen
+                    break  # a channel the first chunk lacked: again, with all channels
+                analysis.add(table.macrotime, table.microtime, table.channel)
+            else:
+                break
+        if analysis is None:
             raise AnalysisError(f"{path}: the file holds no photon records")
-        channels = tuple(sorted(seen))
-        _check_requirements(path, units, channels, mode, require)
-        analysis = PhotonAnalysis(
-            units,
-            flid_bin_s=bin_ms * 1e-3,
-            t0_ticks=first_ticks,
-            channels=channels,
-            with_flid=False,
-        )
-        for table in _chunks(reader, chunk_rows):
-            analysis.add(table.macrotime, table.microtime, table.channel)
+        _check_requirements(path, units, analysis.channels, mode, require)
         summary = analysis.summary(bin_ms=bin_ms)
-        if analysis.decay is not None:
+        if analysis.decay is not None and analysis.flid is None:
             try:
                 intensity, lifetime = _windowed_flid(analysis, reader, chunk_rows, bin_ms)
             except AnalysisError as exc:
@@ -174,6 +215,34 @@ def _analyze_photon_hdf5(
         **summary,
         "warnings": warnings + summary["warnings"],
     }
+
+
+def _new_analysis(
+    reader: PhotonHdf5Reader,
+    first: PhotonTable,
+    units: StreamUnits,
+    bin_ms: float,
+    channels: set[int],
+    workers: int,
+) -> PhotonAnalysis:
+    """The analysis of a file whose first chunk is ``first``; with the whole FLID if it fits
+    in ``FLID_MEMORY_BYTES`` (its bins are allocated at once)."""
+    t0 = int(first.macrotime[0])
+    analysis = PhotonAnalysis(
+        units,
+        flid_bin_s=bin_ms * 1e-3,
+        t0_ticks=t0,
+        channels=tuple(sorted(channels)),
+        with_flid=False,
+        workers=workers,
+    )
+    if units.pulsed:
+        flid = analysis.new_flid(t0, bin_ms * 1e-3)
+        n_bins = _flid_bins_bound(reader, t0, flid.ticks_per_bin)
+        if n_bins * flid.histograms.shape[1] * flid.histograms.itemsize <= FLID_MEMORY_BYTES:
+            flid.reserve(n_bins)
+            analysis.flid = flid
+    return analysis
 
 
 def _windowed_flid(

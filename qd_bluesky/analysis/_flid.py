@@ -47,11 +47,14 @@ from numpy.typing import ArrayLike, NDArray
 from . import _kernels
 from ._accumulators import grown, needed_bins, photon_columns, ticks_per_bin
 from ._errors import AnalysisError
+from ._threads import on_second_thread
 
 #: Default width of the coarse microtime bins kept per FLID time bin.
 COARSE_BIN_S = 0.5e-9
 #: Default minimum number of photons for a lifetime.
 MIN_COUNTS = 20
+#: Fewer time bins are not split between two threads.
+MIN_SPLIT_ROWS = 256
 # Cells beyond the start cell grow to this fraction of their delay.
 _CELL_GROWTH = 0.1
 # Lifetimes are searched between the start region / this and this x the period.
@@ -210,6 +213,12 @@ class Flid:
                 self._hist = grown(self._hist, needed)
             start = stop
 
+    def reserve(self, n_bins: int) -> None:
+        """Allocate ``n_bins`` time bins now (a caller that knows the stream's length)."""
+        if n_bins > self._hist.shape[0]:
+            self._counts = grown(self._counts, n_bins)
+            self._hist = grown(self._hist, n_bins)
+
     @property
     def counts(self) -> NDArray[np.int64]:
         """Photons per time bin."""
@@ -235,6 +244,7 @@ class Flid:
         min_counts: int = MIN_COUNTS,
         irf_fwhm_s: float = 0.0,
         guard_s: float | None = None,
+        workers: int = 1,
     ) -> FlidResult:
         """Intensity and lifetime of every time bin.
 
@@ -248,7 +258,7 @@ class Flid:
             Laser period.
         min_counts
             Bins with fewer photons get a NaN lifetime.
-        irf_fwhm_s, guard_s
+        irf_fwhm_s, guard_s, workers
             See :func:`flid_lifetimes`.
         """
         bin_s = self.ticks_per_bin * self.macrotime_unit_s
@@ -261,6 +271,7 @@ class Flid:
             min_counts=min_counts,
             irf_fwhm_s=irf_fwhm_s,
             guard_s=guard_s,
+            workers=workers,
         )
         counts = self.counts.copy()
         return FlidResult(self.times_s, counts / bin_s, tau, err, counts, bin_s)
@@ -328,6 +339,7 @@ def flid_lifetimes(
     min_counts: int = MIN_COUNTS,
     irf_fwhm_s: float = 0.0,
     guard_s: float | None = None,
+    workers: int = 1,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Maximum-likelihood lifetime of each row of a (time bins x coarse microtime bins) histogram.
 
@@ -355,6 +367,9 @@ def flid_lifetimes(
         (sigma/tau)**2 / 2, negligible for tau >> IRF).
     guard_s
         Half-width of the start cell; at least two IRF FWHM; default max(1 ns, 3 FWHM).
+    workers
+        1 or 2 threads: with 2, the second half of the rows is estimated on a second thread
+        (every row is independent, so the result is the same).
 
     Returns
     -------
@@ -389,19 +404,31 @@ def flid_lifetimes(
     sigma = irf_fwhm_s / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     tau_lo = cells.edges[1] / _TAU_LO_DIVISOR
     tau_hi = _TAU_HI_PERIODS * period_s
-    _kernels.flid_solve(
-        np.ascontiguousarray(hist),
-        cells.first_column,
-        cells.n_used,
-        cells.cell_start,
-        cells.edges,
-        float(period_s),
-        sigma * sigma,
-        np.ascontiguousarray(bg),
-        float(min_counts),
-        tau_lo,
-        tau_hi,
-        tau,
-        err,
-    )
+    hist = np.ascontiguousarray(hist)
+    bg = np.ascontiguousarray(bg)
+
+    def solve(rows: slice) -> None:
+        _kernels.flid_solve(
+            hist[rows],
+            cells.first_column,
+            cells.n_used,
+            cells.cell_start,
+            cells.edges,
+            float(period_s),
+            sigma * sigma,
+            bg[rows],
+            float(min_counts),
+            tau_lo,
+            tau_hi,
+            tau[rows],
+            err[rows],
+        )
+
+    if workers > 1 and n_rows >= MIN_SPLIT_ROWS:
+        half = n_rows // 2
+        second = on_second_thread(solve, slice(half, n_rows))
+        solve(slice(0, half))
+        second.result()
+    else:
+        solve(slice(0, n_rows))
     return tau, err

@@ -17,7 +17,6 @@ is exact under chunking, so a file, a live run fed chunk by chunk and its replay
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ from numpy.typing import NDArray
 
 from ._accumulators import DecayHistogram, IntensityTrace
 from ._errors import AnalysisError
+from ._feed import feed_photons
 from ._fit import DEFAULT_IRF_FWHM_S, FIT_MIN_COUNTS, DecayFit, fit_decay_models
 from ._flid import MIN_COUNTS as FLID_MIN_COUNTS  # fewer photons in a bin: NaN (JSON null)
 from ._flid import Flid, FlidResult
@@ -249,14 +249,17 @@ class StretchAccumulator:
         """Accumulate one chunk of photons (in time order, after the previous chunk)."""
         if len(macrotime) == 0:
             return
+        self.count(macrotime)
+        if self.decay is not None or self.g2 is not None:
+            feed_photons(macrotime, microtime, channel, decay=self.decay, g2=self.g2)
+
+    def count(self, macrotime: NDArray) -> None:
+        """Count a non-empty chunk's photons and time span (what :meth:`add` does besides
+        feeding the decay and g2)."""
         self.photons += len(macrotime)
         if self.first_ticks is None:
             self.first_ticks = int(macrotime[0])
         self.last_ticks = int(macrotime[-1])
-        if self.decay is not None:
-            self.decay.add(microtime, channel)
-        if self.g2 is not None:
-            self.g2.add(macrotime, microtime, channel)
 
     @property
     def duration_s(self) -> float:
@@ -320,6 +323,8 @@ class PhotonAnalysis:
         Accumulate the FLID (per-bin histograms, memory growing with the stream's length).
         Without, :meth:`summary` leaves the FLID empty and a caller computes it window by
         window (``analyze_file`` on a long file).
+    workers
+        Threads that accumulate a large chunk (1 or 2; see :func:`feed_photons`).
 
     Raises
     ------
@@ -336,10 +341,12 @@ class PhotonAnalysis:
         t0_ticks: int = 0,
         channels: tuple[int, ...] = DEFAULT_CHANNELS,
         with_flid: bool = True,
+        workers: int = 1,
     ) -> None:
         if not flid_bin_s > 0 or not trace_bin_s > 0:
             raise ValueError(f"bin widths must be positive, got {flid_bin_s} and {trace_bin_s}")
         self.units = units
+        self.workers = workers
         self.channels = tuple(sorted(channels))
         n_channels = max(self.channels, default=0) + 1
         self._summary_fit: tuple[int, DecayFit | None] = (-1, None)
@@ -359,10 +366,20 @@ class PhotonAnalysis:
         """Accumulate one chunk of photons (in time order, after the previous chunk)."""
         if len(macrotime) == 0:
             return
-        self.stretch.add(macrotime, microtime, channel)
-        for acc in (self.trace, self.flid_trace, self.flid):
-            if acc is not None:
-                add_photons(acc, macrotime, microtime, channel)
+        self.stretch.count(macrotime)
+        # one pass for the trace, decay, FLID and g2
+        feed_photons(
+            macrotime,
+            microtime,
+            channel,
+            trace=self.trace,
+            decay=self.stretch.decay,
+            flid=self.flid,
+            g2=self.stretch.g2,
+            workers=self.workers,
+        )
+        if self.flid_trace is not None:
+            self.flid_trace.add(macrotime, channel)
 
     def new_flid(self, t0_ticks: int, flid_bin_s: float) -> Flid:
         """A FLID accumulator of this stream's units (with microtimes), bin 0 at ``t0_ticks``."""
@@ -438,6 +455,7 @@ class PhotonAnalysis:
             period_s=1.0 / self.units.rep_rate_hz,
             min_counts=FLID_MIN_COUNTS,
             irf_fwhm_s=cal.irf_fwhm_s,
+            workers=self.workers,
         )
 
     def g2_result(self) -> G2Result | None:
@@ -503,5 +521,9 @@ class PhotonAnalysis:
 
 
 def json_floats(values: np.ndarray) -> list[float | None]:
-    """Floats for JSON, with NaN as null."""
-    return [None if not math.isfinite(v) else float(v) for v in np.asarray(values, float)]
+    """Floats for JSON, with NaN (and infinities) as null."""
+    values = np.asarray(values, float)
+    out: list[float | None] = values.tolist()  # one C loop for the tens of thousands of bins
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out

@@ -41,15 +41,22 @@ def canonical(result):
     return json.dumps({k: v for k, v in result.items() if k not in ("source", "format")})
 
 
-@pytest.mark.parametrize("chunk_rows, window_bins", [(777, 7), (1 << 20, 3000), (4096, 1)])
-def test_chunked_equals_whole_file(tmp_path, monkeypatch, chunk_rows, window_bins):
+@pytest.mark.parametrize(
+    "chunk_rows, window_bins, flid_bytes, workers",
+    [(777, 7, 0, 1), (1 << 20, 3000, 1 << 28, 2), (4096, 1, 0, 2), (5000, 3000, 1 << 28, 2)],
+)
+def test_chunked_equals_whole_file(
+    tmp_path, monkeypatch, chunk_rows, window_bins, flid_bytes, workers
+):
     # Blinking between X0 and X- with a gap-free and a sparse stretch of bins.
     syn = generate(
         6.0, ((35e3, 125e-9), (12e3, 42e-9)), dwell_s=0.2, background_cps=300, g2_zero=0.1
     )
     path = write_photon_hdf5(tmp_path / "s.h5", syn.table())
+    # flid_bytes 0: the FLID window by window in a second read; else whole in the one read
     monkeypatch.setattr(_analyze, "FLID_WINDOW_BINS", window_bins)
-    streamed = analyze_file(path, chunk_rows=chunk_rows)
+    monkeypatch.setattr(_analyze, "FLID_MEMORY_BYTES", flid_bytes)
+    streamed = analyze_file(path, chunk_rows=chunk_rows, workers=workers)
     reference = whole_file(path)
     # Bit for bit: the JSON texts (floats printed with all their digits) are equal.
     assert canonical(streamed) == canonical(reference)
@@ -72,10 +79,23 @@ def test_empty_bins_between_windows(tmp_path, monkeypatch):
     )
     path = write_photon_hdf5(tmp_path / "gap.h5", table)
     monkeypatch.setattr(_analyze, "FLID_WINDOW_BINS", 5)
+    monkeypatch.setattr(_analyze, "FLID_MEMORY_BYTES", 0)
     streamed = analyze_file(path, chunk_rows=1000)
     assert canonical(streamed) == canonical(whole_file(path))
     assert streamed["flid"]["intensity_cps"][100] == 0.0  # in the gap
     assert streamed["flid"]["lifetime_ns"][100] is None
+
+
+def test_a_channel_missing_from_the_first_chunk(tmp_path):
+    # The first 3000 photons are all on detector 1: the one read starts again when detector 0
+    # appears, and g2 and the channels come out as from the whole file.
+    table = generate(3.0, ((35e3, 20e-9),), g2_zero=0.2, seed=5).table()
+    table.channel[:3000] = 1
+    path = write_photon_hdf5(tmp_path / "late.h5", table)
+    streamed = analyze_file(path, chunk_rows=2000)
+    assert streamed["channels"] == [0, 1]
+    assert streamed["g2_zero"] is not None
+    assert canonical(streamed) == canonical(whole_file(path))
 
 
 def peak_bytes(path) -> int:
@@ -98,3 +118,8 @@ def test_peak_memory_does_not_grow_with_file_length(tmp_path):
     # Reading the file whole costs 11 bytes per photon (plus copies): 66 MB more for the long
     # file. Streamed, only the results of 150 more FLID bins (~100 bytes each) may add up.
     assert grow < 0.05 * 11 * (n_long - n_short), (grow, n_long - n_short)
+
+
+def test_workers_must_be_one_or_two(tmp_path):
+    with pytest.raises(ValueError, match="workers must be 1 or 2, got 3"):
+        analyze_file(tmp_path / "never-read.h5", workers=3)
