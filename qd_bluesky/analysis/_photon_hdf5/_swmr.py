@@ -30,7 +30,8 @@ def open_for_reading(
     Raises
     ------
     PhotonFileError
-        Neither a plain nor a SWMR open succeeds (not HDF5, corrupt, unreadable).
+        Neither a plain nor a SWMR open succeeds (not HDF5, corrupt, unreadable), or the file
+        is shorter than its superblock says (truncated).
     """
     try:
         f = h5py.File(path, "r")
@@ -38,6 +39,14 @@ def open_for_reading(
         # open file), yet stays in SWMR mode: its datasets still need refreshing.
         return f, bool(f.swmr_mode)
     except OSError as plain_error:
+        if "truncated file" in str(plain_error):
+            # Shorter than its superblock says (a copy cut short). A SWMR open skips that
+            # check, and its reads past the end then retry without end: refuse here.
+            raise PhotonFileError(
+                path,
+                f"truncated: the file is shorter than its HDF5 superblock says "
+                f"({one_line(plain_error)})",
+            ) from plain_error
         # HDF5 refuses a plain open of a file a SWMR writer holds (or held, if it died)
         # with "already open for write" or a file-lock error: retry as a SWMR reader.
         try:
