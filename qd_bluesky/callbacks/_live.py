@@ -49,6 +49,7 @@ Callback = Callable[[str, dict], Any]
 PAGE_ROWS = 10_000
 
 _CLOSE = object()
+_WAKE = object()  # the background of a run has rows to hand out
 
 
 class SerializedCallback:
@@ -112,7 +113,14 @@ class _Run(DocumentRouter):
     """The documents of one raw run, turned into calls of its :class:`RunAnalysis`."""
 
     def __init__(
-        self, start: Mapping[str, Any], emit: Callback, settings: AnalysisSettings, replay: bool
+        self,
+        start: Mapping[str, Any],
+        emit: Callback,
+        settings: AnalysisSettings,
+        replay: bool,
+        *,
+        threaded: bool = True,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.raw_uid = start["uid"]
@@ -139,7 +147,10 @@ class _Run(DocumentRouter):
         try:
             self.contract = _parse_contract(qd)
             self.engine = RunAnalysis(
-                settings, continuous=self.contract["segments"] == "continuous"
+                settings,
+                continuous=self.contract["segments"] == "continuous",
+                threaded=threaded,
+                wake=wake,
             )
         except AnalysisError as exc:
             self.fail(str(exc))
@@ -148,7 +159,13 @@ class _Run(DocumentRouter):
     def busy(self) -> bool:
         if self.done:
             return False
-        return self.engine.has_work or self.stop_doc is not None
+        engine = self.engine
+        return engine.has_work or engine.has_output or self.stop_doc is not None
+
+    @property
+    def behind(self) -> bool:
+        """Work of the run's background (decays, g2, levels) is still to run."""
+        return not self.done and self.engine.behind > 0
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -403,15 +420,21 @@ class LiveAnalyzer:
             for name, doc in items:
                 if name is _CLOSE:
                     closing = True
-                else:
+                elif name is not _WAKE:
                     self._handle(name, doc)
                 q.task_done()
             self._work(until_idle=closing)
             with self._cond:
-                self._idle = q.empty() and not any(run.busy for run in self._runs.values())
+                self._idle = q.empty() and not any(
+                    run.busy or run.behind for run in self._runs.values()
+                )
                 self._cond.notify_all()
             if closing:
                 return
+
+    def _wake_worker(self) -> None:
+        if self._queue is not None:
+            self._queue.put((_WAKE, None))
 
     def _handle(self, name: str, doc: dict) -> None:
         """Route one document to its run."""
@@ -436,7 +459,9 @@ class LiveAnalyzer:
         if name == "start":
             if "qd" not in doc:
                 return None
-            run = _Run(doc, self.callback, self.settings, self.replay)
+            run = _Run(
+                doc, self.callback, self.settings, self.replay, wake=self._wake_worker
+            )
             self._runs[run.raw_uid] = run
             self._latest = run.raw_uid
             return None
