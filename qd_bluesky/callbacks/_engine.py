@@ -45,9 +45,9 @@ from qd_bluesky.analysis import (
     flid_accumulator,
     flid_lifetimes,
     gamma_ratio_from_flid,
-    level_histograms,
     trace_accumulator,
 )
+from qd_bluesky.analysis._live_kernels import level_histograms_nogil
 
 from ._background import Background
 from ._biaslog import BiasLog
@@ -600,7 +600,7 @@ class RunAnalysis:
     ) -> tuple[NDArray, NDArray]:
         """FLID lifetimes of levels, with the calibration's decay start and background."""
         cal = self.calibration
-        hist, coarse_bin_s = level_histograms(
+        hist, coarse_bin_s = level_histograms_nogil(
             photons, microtime, self.units.microtime_unit_s, 1.0 / self.units.rep_rate_hz
         )
         return flid_lifetimes(

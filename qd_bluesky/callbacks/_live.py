@@ -459,9 +459,7 @@ class LiveAnalyzer:
         if name == "start":
             if "qd" not in doc:
                 return None
-            run = _Run(
-                doc, self.callback, self.settings, self.replay, wake=self._wake_worker
-            )
+            run = _Run(doc, self.callback, self.settings, self.replay, wake=self._wake_worker)
             self._runs[run.raw_uid] = run
             self._latest = run.raw_uid
             return None
