@@ -34,6 +34,9 @@ class Background:
         Called (from the worker) after a job, so that whoever emits the jobs' output looks.
     name
         Of the thread.
+    nice
+        How much lower the thread's scheduling priority is (0: as the caller's). The live
+        analyzer's background yields to its trace and FLID; a replay's need not.
 
     Notes
     -----
@@ -47,6 +50,7 @@ class Background:
         threaded: bool = True,
         wake: Callable[[], None] | None = None,
         name: str = "qd-background",
+        nice: int = 0,
     ) -> None:
         self._jobs: deque[tuple[Callable[..., Any], tuple]] = deque()
         self._cond = threading.Condition()
@@ -54,6 +58,7 @@ class Background:
         self._closed = False
         self._error: BaseException | None = None
         self._wake = wake
+        self._nice = nice
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -107,7 +112,8 @@ class Background:
             self._error = exc
 
     def _loop(self) -> None:
-        _lower_priority()
+        if self._nice:
+            _lower_priority(self._nice)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._jobs or self._closed)
@@ -129,10 +135,10 @@ class Background:
                     logger.debug("waking the analyzer failed", exc_info=True)
 
 
-def _lower_priority() -> None:
+def _lower_priority(nice: int) -> None:
     """Nice this thread only (Linux applies setpriority to a thread id)."""
     try:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + NICE))
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass

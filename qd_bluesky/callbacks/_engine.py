@@ -170,6 +170,10 @@ class RunAnalysis:
         True for a CV scan (``segments="continuous"``): the markers still cut segments (one per
         cycle, or one for the whole scan), the run's gammaA/gamma0 comes from all its FLID
         bins, and a ``tomography`` stream assigns them charge states.
+    threaded, nice, wake
+        The per-segment decays and g2 and the levels run in a background thread (else inline,
+        in the same order, with the same results), ``nice`` steps below the caller's
+        priority; ``wake()`` is called when it has rows to hand out or has run dry.
     """
 
     def __init__(
@@ -178,11 +182,13 @@ class RunAnalysis:
         *,
         continuous: bool = False,
         threaded: bool = True,
+        nice: int = 0,
         wake: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.continuous = continuous
         self._threaded = threaded
+        self._nice = nice
         self._wake = wake
         # The per-segment decays and g2 and the levels run behind (see _background); their
         # rows wait in the outbox until the next step hands them out.
@@ -295,7 +301,9 @@ class RunAnalysis:
         )
         self._bias_log = BiasLog.open(self.path)
         self._levels_bias_log = BiasLog.open(self.path)
-        self._background = Background(threaded=self._threaded, wake=self._wake_if_ready)
+        self._background = Background(
+            threaded=self._threaded, wake=self._wake_if_ready, nice=self._nice
+        )
 
     def _start_bins(self, first_ticks: int) -> None:
         """Align the trace and FLID bins to the first photon, in windows of ``window_s``."""

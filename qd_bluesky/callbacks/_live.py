@@ -37,6 +37,7 @@ from event_model import DocumentRouter
 
 from qd_bluesky.analysis import AnalysisError, QdBlueskyError
 
+from ._background import NICE as BACKGROUND_NICE
 from ._derived import DerivedRun
 from ._engine import AnalysisSettings, ColumnRows, RunAnalysis
 from ._streams import DERIVED_STREAMS
@@ -119,7 +120,7 @@ class _Run(DocumentRouter):
         settings: AnalysisSettings,
         replay: bool,
         *,
-        threaded: bool = True,
+        nice: int = 0,
         wake: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
@@ -149,7 +150,7 @@ class _Run(DocumentRouter):
             self.engine = RunAnalysis(
                 settings,
                 continuous=self.contract["segments"] == "continuous",
-                threaded=threaded,
+                nice=nice,
                 wake=wake,
             )
         except AnalysisError as exc:
@@ -459,7 +460,12 @@ class LiveAnalyzer:
         if name == "start":
             if "qd" not in doc:
                 return None
-            run = _Run(doc, self.callback, self.settings, self.replay, wake=self._wake_worker)
+            # Live, the background yields to the trace and FLID; a replay (unthreaded) uses
+            # both cores alike.
+            nice = BACKGROUND_NICE if self._queue is not None else 0
+            run = _Run(
+                doc, self.callback, self.settings, self.replay, nice=nice, wake=self._wake_worker
+            )
             self._runs[run.raw_uid] = run
             self._latest = run.raw_uid
             return None

@@ -49,6 +49,10 @@ class Catalog:
         A bluesky callback that writes every run it sees into this catalog:
         ``RE.subscribe(catalog.writer)``. Events and stream datums are written in batches,
         and whatever is pending at the stop document.
+    derived_writer : bluesky_tiled_plugins.TiledWriter
+        The writer of derived runs (``qd_bluesky.callbacks``): their documents are composed in
+        the current schema, so it skips TiledWriter's normalizer, whose deep copy and schema
+        validation of every event were half the time of a replay.
     data_dir : pathlib.Path
         The data directory.
     photon_dir : pathlib.Path
@@ -79,6 +83,7 @@ class Catalog:
         self.writer: TiledWriter = TiledWriter(
             client, patches={"stream_datum": _without_row_seq_nums}
         )
+        self.derived_writer: TiledWriter = TiledWriter(client, normalizer=None)
         self.data_dir = layout.root
         self.photon_dir = layout.photons
         self.reports_dir = layout.reports
