@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 NICE = 10
 
 
+class BackgroundClosed(RuntimeError):
+    """Jobs were dropped by :meth:`Background.close` before they ran."""
+
+
 class Background:
     """Run jobs in order in one worker thread (or inline, with ``threaded=False``).
 
@@ -57,6 +61,7 @@ class Background:
         self._running = False
         self._closed = False
         self._error: BaseException | None = None
+        self._dropped = 0
         self._wake = wake
         self._nice = nice
         self._thread: threading.Thread | None = None
@@ -81,25 +86,38 @@ class Background:
         with self._cond:
             return len(self._jobs) + int(self._running)
 
-    def check(self) -> None:
-        """Raise the exception of a failed job, if any."""
-        if self._error is not None:
-            raise self._error
-
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every job submitted so far has run (then :meth:`check`)."""
+        """Block until every job submitted so far has run (then :meth:`check`).
+
+        Raises
+        ------
+        BackgroundClosed
+            :meth:`close` dropped jobs that had not run.
+        """
         with self._cond:
             done = self._cond.wait_for(
-                lambda: (not self._jobs and not self._running) or self._error is not None,
+                lambda: (
+                    (not self._jobs and not self._running)
+                    or self._error is not None
+                    or self._dropped
+                ),
                 timeout,
             )
         self.check()
         return done
 
+    def check(self) -> None:
+        """Raise the exception of a failed job, if any (or that jobs were dropped)."""
+        if self._error is not None:
+            raise self._error
+        if self._dropped:
+            raise BackgroundClosed(f"the analysis was closed with {self._dropped} jobs not run")
+
     def close(self) -> None:
         """Drop the jobs not started and end the thread (after the running job)."""
         with self._cond:
             self._closed = True
+            self._dropped += len(self._jobs)
             self._jobs.clear()
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():

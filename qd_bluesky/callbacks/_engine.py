@@ -380,6 +380,11 @@ class RunAnalysis:
         """Background jobs (decays, g2, levels) not yet run."""
         return 0 if self._background is None else self._background.pending
 
+    def abandon_background(self) -> None:
+        """Drop the background jobs not started; the next step or finish raises."""
+        if self._background is not None:
+            self._background.close()
+
     def _wake_if_ready(self) -> None:
         # after a background job: rows to hand out, or nothing left to wait for
         if self._wake is not None and (self._outbox or self._background.pending == 0):

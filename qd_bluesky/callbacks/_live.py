@@ -168,6 +168,11 @@ class _Run(DocumentRouter):
         """Work of the run's background (decays, g2, levels) is still to run."""
         return not self.done and self.engine.behind > 0
 
+    def abandon_background(self) -> None:
+        """Drop the background work not started (the run then fails, naming it)."""
+        if not self.done:
+            self.engine.abandon_background()
+
     # -- documents ---------------------------------------------------------------------------
 
     def handle(self, name: str, doc: dict) -> None:
@@ -382,6 +387,11 @@ class LiveAnalyzer:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put((_CLOSE, None))
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # a run's background (decays, g2, levels) is still behind: drop its work
+                for run in list(self._runs.values()):
+                    run.abandon_background()
+                self._thread.join(timeout)
         for run in list(self._runs.values()):
             run.fail("the analyzer was closed before the raw run ended")
             self._retire(run)
