@@ -664,8 +664,12 @@ class RunAnalysis:
             out["g2"].append(_g2_row(result))
         self._outbox.extend(out.items())
 
-    def finish(self) -> Rows:
-        """Read what is left, close everything and add the streams reported at stop."""
+    def finish(self, early: Callable[[Rows], None] | None = None) -> Rows:
+        """Read what is left, close everything and add the streams reported at stop.
+
+        ``early`` receives the last trace and FLID rows before the wait for the background
+        (decays, g2, levels), which may be behind.
+        """
         out: Rows = defaultdict(list)
         while True:
             for key, rows in self.step(final=True).items():
@@ -674,6 +678,9 @@ class RunAnalysis:
                 break
         if self._reader is None:
             return out
+        if early is not None:
+            early(out)
+            out = defaultdict(list)
         self._background.wait()  # the last segments and levels
         self._take_outbox(out)
         self._report_at_stop(out)

@@ -221,7 +221,7 @@ class _Run(DocumentRouter):
         if self.engine.has_work or self.stop_doc is None:
             self._write(self.engine.step())
             return
-        self._write(self.engine.finish())
+        self._write(self.engine.finish(early=self._write))
         self._finish()
 
     def _write(self, rows: Mapping[str, Sequence]) -> None:
