@@ -189,7 +189,12 @@ class Recorder:
 
 
 def live(
-    rate: float, seconds: float, collect_s: float, workdir: Path, drain_timeout: float = 120.0
+    rate: float,
+    seconds: float,
+    collect_s: float,
+    workdir: Path,
+    drain_timeout: float = 120.0,
+    settings: AnalysisSettings | None = None,
 ) -> dict:
     path = workdir / f"live-{rate:.0e}.h5"
     ctx = mp.get_context("spawn")
@@ -199,7 +204,7 @@ def live(
     ready.wait(60)
 
     rec = Recorder()
-    settings = AnalysisSettings()
+    settings = settings or AnalysisSettings()
     analyzer = LiveAnalyzer(rec, settings=settings)
     calls: list[float] = []
 
@@ -382,6 +387,9 @@ def main() -> None:
         default=120.0,
         help="longest wait for the derived stop after the raw stop (s)",
     )
+    parser.add_argument(
+        "--step-rows", type=int, default=None, help="AnalysisSettings.step_rows (default: its own)"
+    )
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--skip-replay", action="store_true")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -398,8 +406,11 @@ def main() -> None:
                 f"{'drain':>6} {'call':>7} {'RE late':>8}  sustained"
             )
             report["live"] = []
+            settings = AnalysisSettings(
+                **({} if args.step_rows is None else {"step_rows": args.step_rows})
+            )
             for rate in args.rates:
-                r = live(rate, args.seconds, args.collect, workdir, args.drain_timeout)
+                r = live(rate, args.seconds, args.collect, workdir, args.drain_timeout, settings)
                 (workdir / f"live-{rate:.0e}.h5").unlink()
                 report["live"].append(r)
                 print(
