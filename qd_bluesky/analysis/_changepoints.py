@@ -422,7 +422,7 @@ def _split(times, i0, i1, h1, h2, h2_error, table_n, table_w, min_intervals, blo
     return pruned_split(times, i0, i1, h1, h2, h2_error, critical, block)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def segment_kernel(
     times, table_n, table_w, drop, min_intervals, max_passes, block, window_intervals
 ):

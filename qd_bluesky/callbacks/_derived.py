@@ -27,10 +27,14 @@ def _version() -> str:
 
 
 def _data_key(value: Any) -> dict[str, Any]:
-    """The descriptor's data key for one field, from its first value."""
+    """The descriptor's data key for one field, from its first value.
+
+    Complete in the current event-model schema (every key has its ``dtype_numpy``, as
+    TiledWriter's normalizer would add), so that the catalog's ``derived_writer`` may skip it.
+    """
     key: dict[str, Any] = {"source": PLAN_NAME}
     if isinstance(value, str):
-        key.update(dtype="string", shape=[])
+        key.update(dtype="string", shape=[], dtype_numpy="<U0")
     elif isinstance(value, np.ndarray):
         key.update(dtype="array", shape=list(value.shape), dtype_numpy=value.dtype.str)
     elif isinstance(value, bool):

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -46,10 +46,11 @@ from qd_bluesky.analysis import (
     flid_accumulator,
     flid_lifetimes,
     gamma_ratio_from_flid,
-    level_histograms,
     trace_accumulator,
 )
+from qd_bluesky.analysis._live_kernels import level_histograms_nogil
 
+from ._background import Background
 from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
 from ._levels import CONFIDENCE as LEVELS_CONFIDENCE
@@ -70,6 +71,10 @@ logger = logging.getLogger(__name__)
 
 #: Detector channels of the card (two APDs behind a beam splitter); g2 is computed between them.
 CHANNELS = DEFAULT_CHANNELS
+
+#: Most photon rows whose columns wait in the background's queue (~11 bytes each); beyond,
+#: the background reads its rows again from the file.
+BACKGROUND_HELD_ROWS = 1 << 24
 
 #: stream -> its new rows (dicts of its ``_streams`` row type; ``tomography``: a ColumnRows).
 Rows = dict[str, Any]
@@ -173,11 +178,36 @@ class RunAnalysis:
         True for a CV scan (``segments="continuous"``): the markers still cut segments (one per
         cycle, or one for the whole scan), the run's gammaA/gamma0 comes from all its FLID
         bins, and a ``tomography`` stream assigns them charge states.
+    threaded, nice, wake
+        The per-segment decays and g2 and the levels run in a background thread (else inline,
+        in the same order, with the same results), ``nice`` steps below the caller's
+        priority; ``wake()`` is called when it has rows to hand out or has run dry.
     """
 
-    def __init__(self, settings: AnalysisSettings, *, continuous: bool = False) -> None:
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        *,
+        continuous: bool = False,
+        threaded: bool = True,
+        nice: int = 0,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.continuous = continuous
+        self._threaded = threaded
+        self._nice = nice
+        self._wake = wake
+        # The per-segment decays and g2 and the levels run behind (see _background); their
+        # rows wait in the outbox until the next step hands them out.
+        self._background: Background | None = None
+        self._outbox: list[tuple[str, list]] = []
+        # Rows whose photons were handed to the background, and those it has taken (one
+        # writer each, so no lock): their difference is what its queue holds.
+        self._held_in = 0
+        self._held_out = 0
+        self._background_reader: PhotonHdf5Reader | None = None
+        self._levels_bias_log: BiasLog | None = None
         self.segments = SegmentTable()
         self.path: str | None = None
         #: Rows that the documents say exist, and rows read and analysed.
@@ -249,6 +279,8 @@ class RunAnalysis:
                 "reported: the markers came out of order"
             )
         # Segments from k - 1 on are rebuilt from the file, split at the new marker.
+        if self._background is not None:
+            self._background.wait()
         for j in [j for j in self._segment_acc if j >= k - 1]:
             del self._segment_acc[j]
         first = self.segments[k - 1].row if k >= 1 else row
@@ -276,6 +308,10 @@ class RunAnalysis:
             reader.mode,
         )
         self._bias_log = BiasLog.open(self.path)
+        self._levels_bias_log = BiasLog.open(self.path)
+        self._background = Background(
+            threaded=self._threaded, wake=self._wake_if_ready, nice=self._nice
+        )
 
     def _start_bins(self, first_ticks: int) -> None:
         """Align the trace and FLID bins to the first photon, in windows of ``window_s``."""
@@ -340,9 +376,41 @@ class RunAnalysis:
         self._calibrate(final)
         self._report_trace(out, final)
         self._report_flid(out, final)
-        self._report_levels(out, final)
-        self._report_segments(out, final)
+        self._report_levels(final)
+        self._report_segments(final)
+        self._take_outbox(out)
         return out
+
+    @property
+    def has_output(self) -> bool:
+        """Rows of the background's finished jobs wait to be handed out."""
+        return bool(self._outbox)
+
+    @property
+    def behind(self) -> int:
+        """Background jobs (decays, g2, levels) not yet run."""
+        return 0 if self._background is None else self._background.pending
+
+    def abandon_background(self) -> None:
+        """Drop the background jobs not started; the next step or finish raises."""
+        if self._background is not None:
+            self._background.close()
+
+    def _wake_if_ready(self) -> None:
+        # after a background job: rows to hand out, or nothing left to wait for
+        if self._wake is not None and (self._outbox or self._background.pending == 0):
+            self._wake()
+
+    def _take_outbox(self, out: Rows) -> None:
+        if self._background is not None:
+            self._background.check()
+        while self._outbox:
+            stream, rows = self._outbox.pop(0)
+            out[stream].extend(rows)
+
+    def _behind(self, job: Callable[..., None], *args: Any) -> None:
+        """Run ``job(*args)`` in the background, after the jobs before it."""
+        self._background.submit(job, *args)
 
     def _advance(self, target: int) -> None:
         reader = self._reader
@@ -371,8 +439,6 @@ class RunAnalysis:
                 self.photons += len(table)
                 self._trace.add(m, table.microtime, table.channel)
                 self._flid.add(m, table.microtime, table.channel)
-                if self._levels is not None:
-                    self._levels.add(m, table.microtime)
                 self._note_centres(m, a)
                 if a < n_cal and self.units.pulsed:
                     if self._calibrating is None:
@@ -380,9 +446,29 @@ class RunAnalysis:
                             -1, math.nan, self.units, CHANNELS, with_g2=False
                         )
                     self._calibrating.add(*_columns(table))
-                if seg >= 0:
-                    self._accumulator(seg).add(*_columns(table))
+                # The photons go to the background with the rows; far behind, it reads them
+                # again from the file rather than holding them.
+                held = self._held_in - self._held_out < BACKGROUND_HELD_ROWS
+                if held:
+                    self._held_in += b - a
+                self._behind(self._add_behind, seg, a, b, _columns(table) if held else None)
         self.rows_done = target
+
+    def _add_behind(self, seg: int, a: int, b: int, columns: tuple | None) -> None:
+        """(Background) the levels' and the segment's share of rows ``a:b``."""
+        if columns is None:
+            if self._background_reader is None:
+                self._background_reader = PhotonHdf5Reader(self.path)
+            reader = self._background_reader
+            if reader.rows < b:
+                reader.refresh()
+            columns = _columns(reader.read(a, b))
+        else:
+            self._held_out += b - a
+        if self._levels is not None:
+            self._levels.add(columns[0], columns[1])
+        if seg >= 0:
+            self._accumulator(seg).add(*columns)
 
     def _note_centres(self, m: NDArray, first_row: int) -> None:
         """Rows of the photons at the centres of the FLID bins that end within ``m``."""
@@ -481,9 +567,7 @@ class RunAnalysis:
         if self._bias_log is not None:
             self._bias_log.refresh()
             bias = self._bias_log.bias_at(rows)
-            # the levels still to be reported look up the bias of their rows
-            keep = int(rows[-1]) if self._levels is None else min(int(rows[-1]), self._levels.row0)
-            self._bias_log.forget_before(keep)
+            self._bias_log.forget_before(int(rows[-1]))  # (the levels have their own log)
         else:
             bias = self.segments.bias_of(segment)
         # Forget the centre rows of the bins reported.
@@ -502,30 +586,37 @@ class RunAnalysis:
         self._flid_columns.append(columns)
         out["flid"].extend(_rows(columns))
 
-    def _report_levels(self, out: Rows, final: bool) -> None:
+    def _report_levels(self, final: bool) -> None:
         """Levels whose closing change point is found, and the blinking of closed segments.
 
-        A failure here (a bug, a degenerate recording) must not cost the run its other
-        streams: it becomes a note and the levels stop for this run (identically on replay).
+        Searched in the background, on a copy of the segment starts known now. A failure here
+        (a bug, a degenerate recording) must not cost the run its other streams: it becomes a
+        note and the levels stop for this run (identically on replay).
         """
         if self._levels is None or (self.units.pulsed and self.calibration is None):
             return  # level lifetimes wait for the calibration
+        self._behind(self._levels_behind, self.segments.copy(), final)
+
+    def _levels_behind(self, segments: SegmentTable, final: bool) -> None:
+        if self._levels is None:
+            return
         new: dict[str, list] = defaultdict(list)
         try:
-            self._levels.report(self.segments, self._level_bias, new, final=final)
+            self._levels.report(segments, self._level_bias, new, final=final)
         except Exception as exc:  # noqa: BLE001 - any failure of the levels is only a note
             logger.debug("levels failed", exc_info=True)
             self._note(f"no more levels in this run: {type(exc).__name__}: {exc}")
             self._levels = None
             return
-        for stream, rows in new.items():
-            out[stream].extend(rows)
+        if self._levels_bias_log is not None:
+            self._levels_bias_log.forget_before(self._levels.row0)
+        self._outbox.extend(new.items())
 
     def _level_bias(self, rows: NDArray) -> NDArray:
         """Bias of photon rows already read: from the file's markers, else the segment's."""
-        if self._bias_log is not None:
-            self._bias_log.refresh()
-            return self._bias_log.bias_at(rows)
+        if self._levels_bias_log is not None:
+            self._levels_bias_log.refresh()
+            return self._levels_bias_log.bias_at(rows)
         return self.segments.bias_of(self.segments.segment_of(rows))
 
     def _level_lifetimes(
@@ -533,7 +624,7 @@ class RunAnalysis:
     ) -> tuple[NDArray, NDArray]:
         """FLID lifetimes of levels, with the calibration's decay start and background."""
         cal = self.calibration
-        hist, coarse_bin_s = level_histograms(
+        hist, coarse_bin_s = level_histograms_nogil(
             photons, microtime, self.units.microtime_unit_s, 1.0 / self.units.rep_rate_hz
         )
         return flid_lifetimes(
@@ -545,7 +636,8 @@ class RunAnalysis:
             irf_fwhm_s=cal.irf_fwhm_s,
         )
 
-    def _report_segments(self, out: Rows, final: bool) -> None:
+    def _report_segments(self, final: bool) -> None:
+        """Hand the segments whose rows are all read to the background, for their fits."""
         while self._segments_reported < len(self.segments):
             k = self._segments_reported
             end = self.segments.end(k)
@@ -555,30 +647,40 @@ class RunAnalysis:
                 end = self.rows_done
             if self.rows_done < end:
                 return
-            result = self._accumulator(k).result(irf_fwhm_s=self.settings.irf_fwhm_s)
-            del self._segment_acc[k]
-            if result.fit_problem:
-                self._note(result.fit_problem)
-            self.segment_summaries.append(
-                {
-                    "segment": result.segment,
-                    "bias_v": result.bias_v,
-                    # tau(V): the mono-exponential lifetime at the static bias (as the
-                    # simulator's calibration defines it); the bi-exponential's dominant
-                    # component follows whichever state dominates a mixture.
-                    "tau_s": result.mono.tau_s[0] if result.mono is not None else math.nan,
-                    "intensity_cps": result.intensity_cps,
-                    "g2_zero": result.g2.g2_zero if result.g2 is not None else math.nan,
-                }
-            )
-            if self.units.pulsed:  # T2 data have no decay histogram
-                out["decay"].append(_decay_row(result, self.units))
-            if result.g2 is not None:
-                out["g2"].append(_g2_row(result))
+            self._behind(self._segment_behind, k)
             self._segments_reported += 1
 
-    def finish(self) -> Rows:
-        """Read what is left, close everything and add the streams reported at stop."""
+    def _segment_behind(self, k: int) -> None:
+        """(Background) segment ``k``'s fits, g2 and summary."""
+        out: Rows = defaultdict(list)
+        result = self._accumulator(k).result(irf_fwhm_s=self.settings.irf_fwhm_s)
+        del self._segment_acc[k]
+        if result.fit_problem:
+            self._note(result.fit_problem)
+        self.segment_summaries.append(
+            {
+                "segment": result.segment,
+                "bias_v": result.bias_v,
+                # tau(V): the mono-exponential lifetime at the static bias (as the
+                # simulator's calibration defines it); the bi-exponential's dominant
+                # component follows whichever state dominates a mixture.
+                "tau_s": result.mono.tau_s[0] if result.mono is not None else math.nan,
+                "intensity_cps": result.intensity_cps,
+                "g2_zero": result.g2.g2_zero if result.g2 is not None else math.nan,
+            }
+        )
+        if self.units.pulsed:  # T2 data have no decay histogram
+            out["decay"].append(_decay_row(result, self.units))
+        if result.g2 is not None:
+            out["g2"].append(_g2_row(result))
+        self._outbox.extend(out.items())
+
+    def finish(self, early: Callable[[Rows], None] | None = None) -> Rows:
+        """Read what is left, close everything and add the streams reported at stop.
+
+        ``early`` receives the last trace and FLID rows before the wait for the background
+        (decays, g2, levels), which may be behind.
+        """
         out: Rows = defaultdict(list)
         while True:
             for key, rows in self.step(final=True).items():
@@ -587,6 +689,11 @@ class RunAnalysis:
                 break
         if self._reader is None:
             return out
+        if early is not None:
+            early(out)
+            out = defaultdict(list)
+        self._background.wait()  # the last segments and levels
+        self._take_outbox(out)
         self._report_at_stop(out)
         return out
 
@@ -771,8 +878,9 @@ class RunAnalysis:
         20 ms bin). ``open_segments``: segment accumulators not yet reported.
         """
         windows = sum(b.nbytes for b in (self._trace, self._flid) if b is not None)
-        markers = 0 if self._bias_log is None else self._bias_log.nbytes
-        open_segments = [*self._segment_acc.values(), self._calibrating]
+        logs = (self._bias_log, self._levels_bias_log)
+        markers = sum(log.nbytes for log in logs if log is not None)
+        open_segments = [*list(self._segment_acc.values()), self._calibrating]
         segments = sum(acc.nbytes for acc in open_segments if acc is not None)
         levels = 0 if self._levels is None else self._levels.nbytes
         return {
@@ -786,14 +894,17 @@ class RunAnalysis:
         self.notes.append(text)
 
     def close(self) -> None:
-        """Release the photon file."""
-        for handle in (self._reader, self._bias_log):
+        """Stop the background and release the photon file."""
+        if self._background is not None:
+            self._background.close()
+        handles = (self._reader, self._bias_log, self._levels_bias_log, self._background_reader)
+        for handle in handles:
             if handle is not None:
                 try:
                     handle.close()
                 except Exception:  # noqa: BLE001 - closing must not hide the real outcome
                     logger.debug("closing %s failed", self.path, exc_info=True)
-        self._reader = self._bias_log = None
+        self._reader = self._bias_log = self._levels_bias_log = self._background_reader = None
 
 
 def _columns(table: PhotonTable) -> tuple[NDArray, NDArray, NDArray]:

@@ -90,6 +90,9 @@ class LevelTracker:
         self._window_ticks = (WINDOW_S if window_s is None else window_s) / macrotime_unit_s
         self._ticks = np.zeros(0, dtype=np.int64)
         self._micro = np.zeros(0, dtype=np.uint16)
+        # Chunks added since the last report, joined to the buffer once per report (joining at
+        # every add copied the whole buffer each time: quadratic in a window's photons).
+        self._pending: list[tuple[NDArray, NDArray]] = []
         #: Row of the buffer's first photon; with ``_anchored`` that photon closed the last
         #: reported level (the open level's time starts there; its photons after it).
         self.row0 = 0
@@ -110,15 +113,24 @@ class LevelTracker:
     @property
     def nbytes(self) -> int:
         """Bytes of the photons held (bounded by ``max_open_photons`` plus a window)."""
-        return self._ticks.nbytes + self._micro.nbytes
+        pending = sum(t.nbytes + u.nbytes for t, u in list(self._pending))
+        return self._ticks.nbytes + self._micro.nbytes + pending
 
     def add(self, macrotime: NDArray, microtime: NDArray | None) -> None:
         """The next photons in row order."""
+        if len(macrotime) == 0:
+            return
         micro = (
             np.zeros(len(macrotime), dtype=np.uint16) if microtime is None else microtime
         ).astype(np.uint16, copy=False)
-        self._ticks = np.concatenate((self._ticks, np.asarray(macrotime, dtype=np.int64)))
-        self._micro = np.concatenate((self._micro, micro))
+        self._pending.append((np.asarray(macrotime, dtype=np.int64), micro))
+
+    def _join(self) -> None:
+        if self._pending:
+            chunks = [(self._ticks, self._micro), *self._pending]
+            self._pending = []
+            self._ticks = np.concatenate([t for t, _ in chunks])
+            self._micro = np.concatenate([u for _, u in chunks])
 
     def report(
         self,
@@ -133,11 +145,26 @@ class LevelTracker:
         ``bias_at`` gives the bias of photon rows; all rows in the buffer have been read (and
         their markers are known). With ``final`` the data have ended: everything is closed.
         """
+        if not final and self._nothing_to_report(segments):
+            return
         self._segments, self._bias_at, self._out = segments, bias_at, out
+        self._join()
         try:
             self._report_windows(final)
         finally:
             self._out = {}  # the caller's rows are not kept
+
+    def _nothing_to_report(self, segments: SegmentTable) -> bool:
+        """True when :meth:`_report_windows` would do nothing: no photon beyond the current
+        window and no segment start among the photons held (checked without joining them)."""
+        if not self._pending or self._window is None:
+            return False
+        n = len(self._ticks) + sum(len(t) for t, _ in self._pending)
+        start = next((r for r in segments.starts if r > self.row0), None)
+        if start is not None and start - self.row0 <= n:
+            return False
+        boundary = self.t0_ticks + math.ceil((self._window + 1) * self._window_ticks)
+        return int(self._pending[-1][0][-1]) < boundary
 
     def _report_windows(self, final: bool) -> None:
         segments = self._segments

@@ -37,6 +37,7 @@ from event_model import DocumentRouter
 
 from qd_bluesky.analysis import AnalysisError, QdBlueskyError
 
+from ._background import NICE as BACKGROUND_NICE
 from ._derived import DerivedRun
 from ._engine import AnalysisSettings, ColumnRows, RunAnalysis
 from ._streams import DERIVED_STREAMS
@@ -49,6 +50,7 @@ Callback = Callable[[str, dict], Any]
 PAGE_ROWS = 10_000
 
 _CLOSE = object()
+_WAKE = object()  # the background of a run has rows to hand out
 
 
 class SerializedCallback:
@@ -112,7 +114,14 @@ class _Run(DocumentRouter):
     """The documents of one raw run, turned into calls of its :class:`RunAnalysis`."""
 
     def __init__(
-        self, start: Mapping[str, Any], emit: Callback, settings: AnalysisSettings, replay: bool
+        self,
+        start: Mapping[str, Any],
+        emit: Callback,
+        settings: AnalysisSettings,
+        replay: bool,
+        *,
+        nice: int = 0,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.raw_uid = start["uid"]
@@ -139,7 +148,10 @@ class _Run(DocumentRouter):
         try:
             self.contract = _parse_contract(qd)
             self.engine = RunAnalysis(
-                settings, continuous=self.contract["segments"] == "continuous"
+                settings,
+                continuous=self.contract["segments"] == "continuous",
+                nice=nice,
+                wake=wake,
             )
         except AnalysisError as exc:
             self.fail(str(exc))
@@ -148,7 +160,18 @@ class _Run(DocumentRouter):
     def busy(self) -> bool:
         if self.done:
             return False
-        return self.engine.has_work or self.stop_doc is not None
+        engine = self.engine
+        return engine.has_work or engine.has_output or self.stop_doc is not None
+
+    @property
+    def behind(self) -> bool:
+        """Work of the run's background (decays, g2, levels) is still to run."""
+        return not self.done and self.engine.behind > 0
+
+    def abandon_background(self) -> None:
+        """Drop the background work not started (the run then fails, naming it)."""
+        if not self.done:
+            self.engine.abandon_background()
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -198,7 +221,7 @@ class _Run(DocumentRouter):
         if self.engine.has_work or self.stop_doc is None:
             self._write(self.engine.step())
             return
-        self._write(self.engine.finish())
+        self._write(self.engine.finish(early=self._write))
         self._finish()
 
     def _write(self, rows: Mapping[str, Sequence]) -> None:
@@ -364,6 +387,11 @@ class LiveAnalyzer:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put((_CLOSE, None))
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # a run's background (decays, g2, levels) is still behind: drop its work
+                for run in list(self._runs.values()):
+                    run.abandon_background()
+                self._thread.join(timeout)
         for run in list(self._runs.values()):
             run.fail("the analyzer was closed before the raw run ended")
             self._retire(run)
@@ -403,15 +431,21 @@ class LiveAnalyzer:
             for name, doc in items:
                 if name is _CLOSE:
                     closing = True
-                else:
+                elif name is not _WAKE:
                     self._handle(name, doc)
                 q.task_done()
             self._work(until_idle=closing)
             with self._cond:
-                self._idle = q.empty() and not any(run.busy for run in self._runs.values())
+                self._idle = q.empty() and not any(
+                    run.busy or run.behind for run in self._runs.values()
+                )
                 self._cond.notify_all()
             if closing:
                 return
+
+    def _wake_worker(self) -> None:
+        if self._queue is not None:
+            self._queue.put((_WAKE, None))
 
     def _handle(self, name: str, doc: dict) -> None:
         """Route one document to its run."""
@@ -436,7 +470,12 @@ class LiveAnalyzer:
         if name == "start":
             if "qd" not in doc:
                 return None
-            run = _Run(doc, self.callback, self.settings, self.replay)
+            # Live, the background yields to the trace and FLID; a replay (unthreaded) uses
+            # both cores alike.
+            nice = BACKGROUND_NICE if self._queue is not None else 0
+            run = _Run(
+                doc, self.callback, self.settings, self.replay, nice=nice, wake=self._wake_worker
+            )
             self._runs[run.raw_uid] = run
             self._latest = run.raw_uid
             return None

@@ -85,6 +85,11 @@ class _Tee:
             self.callback(name, doc)
 
 
+def _derived_writer(catalog: Catalog) -> Any:
+    """The catalog's writer for derived runs (without the normalizer), else its writer."""
+    return getattr(catalog, "derived_writer", None) or catalog.writer
+
+
 def find_live_derived(catalog: Catalog | Any, raw_uid: str) -> Any | None:
     """The derived run written live for ``raw_uid`` (the first that is not a replay), or None."""
     from tiled.queries import Eq
@@ -193,7 +198,8 @@ def replay(
     The documents come from the catalog (:func:`qd_bluesky.catalog.iter_documents`: rebuilt by
     Tiled, ordered and split differently from the live stream) and go through the same
     :class:`LiveAnalyzer`, in this thread; the new derived run is marked
-    ``qd_analysis.replay = True`` in its start document and written with ``catalog.writer``.
+    ``qd_analysis.replay = True`` in its start document and written with
+    ``catalog.derived_writer``.
 
     Parameters
     ----------
@@ -237,7 +243,7 @@ def replay(
             "(no 'qd' entry in its start document)"
         )
     live = find_live_derived(catalog, raw_uid)
-    tee = _Tee(catalog.writer if write else None)
+    tee = _Tee(_derived_writer(catalog) if write else None)
     analyzer = LiveAnalyzer(
         tee, settings=settings or _settings_of(live), threaded=False, replay=True
     )

@@ -54,6 +54,12 @@ class SegmentTable:
     def __len__(self) -> int:
         return len(self._markers)
 
+    def copy(self) -> SegmentTable:
+        """The markers known now (for work that runs behind while more come)."""
+        table = SegmentTable()
+        table._markers = list(self._markers)
+        return table
+
     def __getitem__(self, k: int) -> Marker:
         return self._markers[k]
 

@@ -49,6 +49,10 @@ class Catalog:
         A bluesky callback that writes every run it sees into this catalog:
         ``RE.subscribe(catalog.writer)``. Events and stream datums are written in batches,
         and whatever is pending at the stop document.
+    derived_writer : bluesky_tiled_plugins.TiledWriter
+        The writer of derived runs (``qd_bluesky.callbacks``): their documents are composed in
+        the current schema, so it skips TiledWriter's normalizer, whose deep copy and schema
+        validation of every event were half the time of a replay.
     data_dir : pathlib.Path
         The data directory.
     photon_dir : pathlib.Path
@@ -79,6 +83,7 @@ class Catalog:
         self.writer: TiledWriter = TiledWriter(
             client, patches={"stream_datum": _without_row_seq_nums}
         )
+        self.derived_writer: TiledWriter = _derived_writer(client, embedded=uri is None)
         self.data_dir = layout.root
         self.photon_dir = layout.photons
         self.reports_dir = layout.reports
@@ -113,6 +118,33 @@ class Catalog:
         where = f"server {self.uri}" if self.uri else f"embedded {self.data_dir}"
         state = ", closed" if self._closed else ""
         return f"<Catalog {where}{state}>"
+
+
+def _derived_writer(client: Container, *, embedded: bool) -> TiledWriter:
+    """A TiledWriter for derived runs: no normalizer; embedded, no stream-closing requests.
+
+    A derived run is written in ~70 requests, 27 of them closing the stream of every node at
+    the stop. The embedded catalog has neither a streaming cache nor webhooks, so there the
+    server does nothing with them (Tiled 0.2.20's ``close_stream``) and they are skipped. A
+    server (``--catalog URI``) may stream to subscribers: its writer closes them.
+    """
+    from bluesky_tiled_plugins import TiledWriter
+    from event_model import RunRouter
+
+    writer = TiledWriter(client, normalizer=None)
+    factory = getattr(writer, "_factory", None)
+    if not embedded or factory is None or not hasattr(writer, "_run_router"):
+        return writer  # (another bluesky-tiled-plugins: keep its behaviour)
+
+    def without_stream_close(name: str, doc: dict) -> tuple[list, list]:
+        callbacks, subfactories = factory(name, doc)
+        for callback in callbacks:
+            if hasattr(callback, "_close_stream_tree"):
+                callback._close_stream_tree = lambda: None
+        return callbacks, subfactories
+
+    writer._run_router = RunRouter([without_stream_close])
+    return writer
 
 
 def _without_row_seq_nums(doc: dict) -> dict:

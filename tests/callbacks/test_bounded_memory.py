@@ -19,9 +19,13 @@ from qd_bluesky.callbacks._engine import RunAnalysis
 
 
 def analyse(path, cycles, settings, dot, on_cycle=None):
-    """Write ``cycles`` cycles, then feed them cycle by cycle (marker first, as live)."""
+    """Write ``cycles`` cycles, then feed them cycle by cycle (marker first, as live).
+
+    The background work (segments, levels) runs inline, so that the memory after a cycle is
+    that of the analysis, not of a queue still being worked off.
+    """
     spans = list(write_cycling(path, cycles, dot=dot, seed=3))
-    engine = RunAnalysis(settings, continuous=True)
+    engine = RunAnalysis(settings, continuous=True, threaded=False)
     engine.set_path(path)
     rows: dict[str, list] = {}
     for k, (first, stop) in enumerate(spans):

@@ -72,6 +72,25 @@ def test_replay_equals_live(catalog, engine, steps_run):
     assert replayed["raw_uid"] == uid and replayed["qd_analysis"]["replay"] is True
     # A replay is never taken for the live run.
     assert find_live_derived(catalog, uid).metadata["start"]["uid"] == result.live_uid
+    # The replay is written by ``derived_writer`` (no normalizer), the live run by the
+    # normalizing ``writer``: every stream reads back with the same fields, dtypes and values
+    # (the event times aside).
+    live, again = catalog.client[result.live_uid], catalog.client[result.derived_uid]
+    assert set(live) == set(again)
+    for stream in live:
+        a, b = live[stream].read(), again[stream].read()
+        names = sorted(k for k in a.data_vars if k != "time" and not k.startswith("ts_"))
+        assert names == sorted(k for k in b.data_vars if k != "time" and not k.startswith("ts_"))
+        for name in names:
+            x, y = a[name].values, b[name].values
+            assert x.dtype == y.dtype, (stream, name)
+            if x.dtype.kind in "fc":
+                np.testing.assert_array_equal(x, y, err_msg=f"{stream}.{name}")
+            else:
+                assert (x == y).all(), (stream, name)
+        assert (
+            live[stream].metadata["data_keys"].keys() == again[stream].metadata["data_keys"].keys()
+        )
 
 
 def test_replay_cli_prints_json(catalog, steps_run, capsys):

@@ -84,13 +84,16 @@ def test_replay_gives_the_live_levels(runs):
 
 
 def test_levels_are_emitted_during_acquisition(truth, settings, tmp_path):
-    """Fed 5 000 rows at a time, the engine reports nearly every level before the stop."""
+    """Fed 5 000 rows at a time, the engine reports nearly every level before the stop.
+
+    (The levels run in the background; inline here, so that "before" is well defined.)
+    """
     photons = truth[0]
     path = tmp_path / "steps.h5"
     cuts = [*range(0, len(photons), 5000), len(photons)]
     for _ in RawRun(photons, path).live(cuts):
         pass  # writes the file
-    engine = RunAnalysis(settings)
+    engine = RunAnalysis(settings, threaded=False)
     engine.set_path(path)
     for k, (row, bias) in enumerate(zip(photons.step_rows, photons.biases, strict=True)):
         engine.add_marker(row, bias, k + 1)
