@@ -21,8 +21,8 @@ from ._live import (
     subscribe_live_analysis,
 )
 from ._plots import LivePhotonPlots
-from ._reanalyze import ReanalysisResult, parse_since, reanalyze, select_raw_runs
 from ._probe import PROBE_FIELDS, PhotonProbe
+from ._reanalyze import ReanalysisResult, parse_since, reanalyze, select_raw_runs
 from ._replay import ReplayResult, compare_derived_runs, find_live_derived, replay
 from ._streams import DERIVED_STREAMS, STREAM_FIELDS
 
