@@ -15,7 +15,15 @@ from qd_bluesky.queueserver import (
 
 from .servers import QD_BLUESKY, background, clean_env, free_port, qd_sim, redis_server
 
-USER_PLANS = {"bias_steps", "bias_cycling", "cv_scan", "g2_measurement", "raster_scan", "find_dot"}
+USER_PLANS = {
+    "bias_steps",
+    "bias_cycling",
+    "cv_scan",
+    "g2_measurement",
+    "raster_scan",
+    "find_dot",
+    "find_dots",
+}
 
 
 def test_shipped_plan_list_is_what_the_code_defines():
