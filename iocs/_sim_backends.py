@@ -50,7 +50,12 @@ class SimulatedSample:
         from qd_bluesky.sim import Sample, warm_up  # the IOCs are the only place that knows it
 
         warm_up()  # compile the kernels now, not inside the IOC's event loop
-        extra = {} if field is None else {"field": field, "field_size_um": 0.5 * area_um}
+        extra = {}
+        if field is not None:
+            from qd_bluesky.sim import default_area_um
+
+            side = default_area_um(field) if area_um is None else area_um
+            extra = {"field": field, "field_size_um": 0.5 * side}
         self.sample = Sample(preset=preset, seed=seed, **extra)
         self.preset = preset
         self.seed = seed

@@ -134,7 +134,7 @@ class TcspcIOC(PVGroup):
         precision=3,
         lower_ctrl_limit=RATE_PERIOD_RANGE_S[0],
         upper_ctrl_limit=RATE_PERIOD_RANGE_S[1],
-        doc="rate-meter gate (s)",
+        doc="rate-meter gate (s); the control limits refuse others",
     )
     acquire = pvproperty(value=0, doc="1: open a file and write photons; 0: stop and close")
     acquire_time = pvproperty(
@@ -192,13 +192,6 @@ class TcspcIOC(PVGroup):
             )
         self._shift = shift
         return base * 2**shift
-
-    @rate_period.putter
-    async def rate_period(self, instance, value):
-        low, high = RATE_PERIOD_RANGE_S
-        if not low <= float(value) <= high:
-            await self._refuse(f"rate_period {float(value):g} s is outside [{low:g}, {high:g}] s")
-        return float(value)
 
     @acquire.putter
     async def acquire(self, instance, value):
