@@ -11,7 +11,14 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky import Msg
 from bluesky.protocols import Flyable, Movable, Readable
-from bluesky.utils import CustomPlanMetadata, MsgGenerator, RequestAbort, RequestStop, single_gen
+from bluesky.utils import (
+    CustomPlanMetadata,
+    FailedPause,
+    MsgGenerator,
+    RequestAbort,
+    RequestStop,
+    single_gen,
+)
 from numpy.typing import NDArray
 
 from . import _validate as check
@@ -443,7 +450,7 @@ def survey(
         uids: list[str] = []
         try:
             yield from bps.mv(stage.x, x, stage.y, y)
-        except (RequestAbort, RequestStop):
+        except (RequestAbort, RequestStop, FailedPause):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, the survey goes on
             row["status"] = f"unreachable: {_failure(exc)}"
@@ -460,8 +467,11 @@ def survey(
             g2_zero = float(g2["g2_zero"][0]) if len(g2.get("g2_zero", ())) else math.nan
             row["g2_zero"] = g2_zero
             row["single"] = bool(g2_zero <= single_limit)
+            if not math.isfinite(g2_zero):  # no photons of a dot to correlate
+                row["status"] = "bleached" if (yield from _bleached(tcspc, arrival)) else "no g2"
+                return
             if not row["single"]:
-                row["status"] = "not single" if math.isfinite(g2_zero) else "no g2"
+                row["status"] = "not single"
                 return
             uid = yield from cv_scan(tcspc, potentiostat, 0.0, cv_low, 0.0, cv_rate, 1, md=dot_md)
             uids.append(uid or "")
@@ -480,7 +490,7 @@ def survey(
                 intensity_ratio=verdict.intensity_ratio,
                 status="measured",
             )
-        except (RequestAbort, RequestStop):
+        except (RequestAbort, RequestStop, FailedPause):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, the survey goes on
             row["status"] = f"failed: {_failure(exc)}"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bluesky.utils import FailedStatus, RequestAbort
+from bluesky.utils import FailedPause, FailedStatus, RequestAbort
 
 from qd_bluesky.plans import (
     DOTS_STREAM,
@@ -265,15 +265,33 @@ def test_survey_records_an_unreachable_dot_and_goes_on(inst, sim):
     assert len(rows) == 2
 
 
-def test_survey_does_not_swallow_an_abort(inst, sim):
+@pytest.mark.parametrize("stop", [RequestAbort, FailedPause])
+def test_survey_does_not_swallow_an_abort_or_a_ctrl_c(inst, sim, stop):
+    """Ctrl-C pauses; a photon run cannot pause, so FailedPause must end the survey too."""
     _field(inst, sim, [(0.0, 0.0, 3e4)])
     _uids(sim, inst)
     out = simulate(
         sim,
-        survey(inst.stage, inst.tcspc, inst.pot, [(0.0, 0.0)], FakeAnalysis()),
-        throws=[(lambda m: m.command == "kickoff", RequestAbort())],
+        survey(inst.stage, inst.tcspc, inst.pot, [(0.0, 0.0), (1.0, 0.0)], FakeAnalysis()),
+        throws=[(lambda m: m.command == "kickoff", stop())],
     )
-    assert isinstance(out.error, RequestAbort)
+    assert isinstance(out.error, stop)
+    assert not any(m.command == "set" and m.args[0] == 1.0 for m in out.messages)
+
+
+def test_a_dot_dark_before_its_g2_is_bleached(inst, sim):
+    where = _field(inst, sim, [(0.0, 0.0, 3e4)])
+    _uids(sim, inst)
+    analysis = FakeAnalysis()
+    analysis.runs["g2-0"] = {"g2": {"g2_zero": np.array([])}}  # no g2 row: no dot photons
+
+    def dark_after_kickoff(msg):
+        where["stage_x"] = 50.0  # the rate meters now see only the background
+
+    sim.add_handler("kickoff", dark_after_kickoff)
+    out = simulate(sim, survey(inst.stage, inst.tcspc, inst.pot, [(0.0, 0.0)], analysis))
+    (row,) = out.value
+    assert row["status"] == "bleached" and row["raw_uids"] == "g2-0"
 
 
 def test_survey_checks_its_arguments_at_the_call(inst):
