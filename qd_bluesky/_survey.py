@@ -192,7 +192,8 @@ def run_survey(
         )
         RE, inst = session.RE, session.instrument  # noqa: N806
         results = CatalogResults(session.analyzer, session.catalog.client)
-        RE.subscribe(_DotProgress(progress))
+        recorder = _DotProgress(progress)
+        RE.subscribe(recorder)
         interrupted = threading.Event()
 
         def on_sigint(signum: int, frame: Any) -> None:
@@ -259,7 +260,8 @@ def run_survey(
                     RE.abort("interrupted by Ctrl-C")
                 result.interrupted = True
             session.analyzer.wait(60)
-            result.dots = rows or _rows_from_catalog(session.catalog.client, RE)
+            # An interrupted survey returns nothing: its rows are the events it recorded.
+            result.dots = rows or recorder.rows
         finally:
             signal.signal(signal.SIGINT, previous)
             session.analyzer.wait(60)
@@ -291,33 +293,12 @@ def _cv_uid(row: dict[str, Any]) -> str:
     return uids[1] if len(uids) > 1 else ""
 
 
-def _rows_from_catalog(client: Any, RE: Any) -> list[dict[str, Any]]:  # noqa: N803
-    """The rows an interrupted survey recorded: its run's ``dots`` stream, read back."""
-    try:
-        runs = client.search({}) if client is not None else []
-        for uid in reversed(list(runs)[-50:]):
-            run = client[uid]
-            if run.metadata["start"].get("plan_name") == "survey" and "dots" in run:
-                data = run["dots"].read()
-                n = len(data["dot_id"])
-                return [
-                    {k: _plain(data[k].values[i]) for k in data.data_vars if k != "time"}
-                    for i in range(n)
-                ]
-    except Exception:  # noqa: BLE001 - an interrupted survey still reports what it can
-        logger.exception("reading the survey's rows back failed")
-    return []
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
 class _DotProgress:
-    """One line per dot of the survey, from the survey run's events."""
+    """One line per dot of the survey, and its rows, from the survey run's events."""
 
     def __init__(self, echo: Callable[[str], None]) -> None:
         self.echo = echo
+        self.rows: list[dict[str, Any]] = []
         self._survey_descriptors: set[str] = set()
         self._runs: dict[str, str] = {}
 
@@ -331,6 +312,7 @@ class _DotProgress:
                 self._survey_descriptors.add(doc["uid"])
         elif name == "event" and doc["descriptor"] in self._survey_descriptors:
             d = doc["data"]
+            self.rows.append(dict(d))
             g2 = d.get("g2_zero", math.nan)
             self.echo(
                 f"dot {d['dot_id']} at ({d['x_um']:.2f}, {d['y_um']:.2f}) um: {d['status']}"

@@ -67,7 +67,8 @@ def survey_map(
     ax.set_xlabel("x (um)")
     ax.set_ylabel("y (um)")
     ax.set_title("survey: dots by class")
-    ax.legend(loc="upper right", fontsize=8)
+    if rows:
+        ax.legend(loc="upper right", fontsize=8)
     return _save(fig, path)
 
 
