@@ -35,10 +35,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--area", type=float, default=None)
     parser.add_argument("--gate", type=float, default=0.05)
+    parser.add_argument("--data-dir", default=None, help="keep the catalog here (default: a temp)")
     args = parser.parse_args()
     area = args.area or default_area_um(args.dots)
     sites, _ = draw_field(args.dots, args.seed, area / 2)
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as temp:
+        data = args.data_dir or temp
         cmd = [
             sys.executable, "-P", "-m", "qd_bluesky.cli", "survey", "--json",
             "--dots", str(args.dots), "--seed", str(args.seed), "--area", str(area),
