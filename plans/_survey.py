@@ -2,6 +2,7 @@
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -310,24 +311,17 @@ class _Row:
         self.values: dict[str, Any] = {}
 
     def read(self) -> dict[str, dict[str, Any]]:
-        import time
-
         now = time.time()
         return {k: {"value": v, "timestamp": now} for k, v in self.values.items()}
 
     def describe(self) -> dict[str, dict[str, Any]]:
-        def dtype(v: Any) -> str:
-            return (
-                "string"
-                if isinstance(v, str)
-                else "boolean"
-                if isinstance(v, bool)
-                else ("integer" if isinstance(v, int) else "number")
-            )
-
         return {
-            k: {"source": "survey", "dtype": dtype(v), "shape": []} for k, v in self.values.items()
+            k: {"source": "survey", "dtype": _DTYPES.get(type(v), "number"), "shape": []}
+            for k, v in self.values.items()
         }
+
+
+_DTYPES = {str: "string", bool: "boolean", int: "integer"}
 
 
 def _failure(exc: BaseException) -> str:
