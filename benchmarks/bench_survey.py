@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 from qd_bluesky.sim import default_area_um, draw_field
 
@@ -41,6 +42,7 @@ def main() -> None:
     sites, _ = draw_field(args.dots, args.seed, area / 2)
     with tempfile.TemporaryDirectory() as temp:
         data = args.data_dir or temp
+        Path(data).mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable, "-P", "-m", "qd_bluesky.cli", "survey", "--json",
             "--dots", str(args.dots), "--seed", str(args.seed), "--area", str(area),
