@@ -236,17 +236,20 @@ def find_dots(
     )
     detectors = [stage.x, stage.y, tcspc.rates]
 
+    def total_rate(readings: dict | None) -> float:
+        """Both channels' rates of a reading (NaN when not run by a RunEngine)."""
+        if not readings:
+            return math.nan
+        channels = (tcspc.rates.count_rate0, tcspc.rates.count_rate1)
+        return sum(float(readings[c.name]["value"]) for c in channels)
+
     def line(axis: Any, centre: float, background: float) -> MsgGenerator[float]:
         positions = centre + step * 0.25 * np.arange(-3, 4)
         rates = np.full(len(positions), np.nan)
         for i, p in enumerate(positions):
             yield from bps.mv(axis, float(p))
             readings = yield from bps.trigger_and_read(detectors, name=REFINE_STREAM)
-            if readings:
-                rates[i] = sum(
-                    float(readings[s.name]["value"])
-                    for s in (tcspc.rates.count_rate0, tcspc.rates.count_rate1)
-                )
+            rates[i] = total_rate(readings)
         if not np.isfinite(rates).any():
             return centre
         return peak_position(positions, rates, background)
@@ -269,13 +272,7 @@ def find_dots(
                     y = yield from line(stage.y, y, background)
                 yield from bps.mv(stage.x, x, stage.y, y)
                 readings = yield from bps.trigger_and_read(detectors, name=DOTS_STREAM)
-                r = math.nan
-                if readings:
-                    r = sum(
-                        float(readings[s.name]["value"])
-                        for s in (tcspc.rates.count_rate0, tcspc.rates.count_rate1)
-                    )
-                found.append(Spot(float(x), float(y), r))
+                found.append(Spot(float(x), float(y), total_rate(readings)))
 
         def visit_before_close(msg: Msg):
             if msg.command == "close_run":
