@@ -63,13 +63,15 @@ class TcspcRates(Device):
     num_photons = ro("num_photons", kind=Kind.normal)
     overflow = ro("overflow", kind=Kind.normal)
     rate_gate = ro("rate_gate", kind=Kind.omitted)
+    #: Gate of the rate meters (s): shorter gates make faster rasters, noisier rates.
+    rate_period = rw("rate_period", kind=Kind.config)
 
     def trigger(self) -> StatusBase:
         """Finish once the rate meters hold a gate measured entirely after this call.
 
-        The card's meters count in gates of 0.5 s and number them (``rate_gate``): the gate
-        after the one running now is the first that started after the call, so a trigger
-        takes 0.5 to 1 s.
+        The card's meters count in gates of ``rate_period`` (0.5 s at start) and number them
+        (``rate_gate``): the gate after the one running now is the first that started after
+        the call, so a trigger takes one to two gates.
         """
         card = cast(TcspcCard, self.parent)
         status = DeviceStatus(self, timeout=RATE_TRIGGER_TIMEOUT_S)

@@ -74,6 +74,8 @@ class SimulatedInstrumentProcess:
         as ``--photon-dir``: the caller has resolved the layout already.
     seed, preset
         Of the simulated sample.
+    field, area_um
+        A survey field of ``field`` sites in a square of side ``area_um`` (``sim --field``).
     prefix
         PV prefix; default a unique ``qd<hex>:`` so that runs never see each other's PVs.
     port
@@ -88,12 +90,16 @@ class SimulatedInstrumentProcess:
         preset: str = "qd1",
         prefix: str | None = None,
         port: int | None = None,
+        field: int | None = None,
+        area_um: float | None = None,
     ) -> None:
         self.prefix = prefix or f"qd{uuid.uuid4().hex[:10]}:"
         self.port = port or free_port_pair()
         self.data_dir = Path(data_dir)
         self.seed = seed
         self.preset = preset
+        self.field = field
+        self.area_um = area_um
         self.lines: list[str] = []
         self._ready = threading.Event()
         self.proc: subprocess.Popen | None = None
@@ -117,6 +123,10 @@ class SimulatedInstrumentProcess:
             "--photon-dir",
             str(self.data_dir),
         ]
+        if self.field is not None:
+            cmd += ["--field", str(self.field)]
+            if self.area_um is not None:
+                cmd += ["--area", repr(float(self.area_um))]
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

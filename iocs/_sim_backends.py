@@ -33,15 +33,30 @@ class SimulatedSample:
         Seed of the sample's random generator (dot field, photons, noise).
     clock
         Seconds, monotonic; the sample's time is ``clock() - clock()`` at construction.
+    field, area_um
+        The survey field of ``field`` sites in a square of side ``area_um`` instead of the
+        preset's field (:class:`qd_bluesky.sim.Sample`).
     """
 
     def __init__(
-        self, preset: str = "qd1", seed: int = 0, *, clock: Callable[[], float] = time.monotonic
+        self,
+        preset: str = "qd1",
+        seed: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        field: int | None = None,
+        area_um: float | None = None,
     ) -> None:
         from qd_bluesky.sim import Sample, warm_up  # the IOCs are the only place that knows it
 
         warm_up()  # compile the kernels now, not inside the IOC's event loop
-        self.sample = Sample(preset=preset, seed=seed)
+        extra = {}
+        if field is not None:
+            from qd_bluesky.sim import default_area_um
+
+            side = default_area_um(field) if area_um is None else area_um
+            extra = {"field": field, "field_size_um": 0.5 * side}
+        self.sample = Sample(preset=preset, seed=seed, **extra)
         self.preset = preset
         self.seed = seed
         self._clock = clock

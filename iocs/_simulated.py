@@ -46,7 +46,7 @@ class SimulatedInstrument:
     prefix
         PV prefix of the instrument; the IOCs serve ``{prefix}pot:``, ``{prefix}tcspc:``,
         ``{prefix}laser:`` and ``{prefix}stage:``.
-    preset, seed
+    preset, seed, field, area_um
         Passed to :class:`SimulatedSample`.
     data_dir
         Where the TCSPC IOC writes photon files (default: the current directory).
@@ -59,8 +59,12 @@ class SimulatedInstrument:
         preset: str = "qd1",
         seed: int = 0,
         data_dir: str | Path | None = None,
+        field: int | None = None,
+        area_um: float | None = None,
     ) -> None:
-        self.sample = sample = SimulatedSample(preset=preset, seed=seed)
+        self.sample = sample = SimulatedSample(
+            preset=preset, seed=seed, field=field, area_um=area_um
+        )
         self.pot = PotentiostatIOC(prefix=f"{prefix}pot:", backend=SimulatedPotentiostat(sample))
         self.laser = LaserIOC(prefix=f"{prefix}laser:", backend=SimulatedLaser(sample))
         self.stage = StageIOC(prefix=f"{prefix}stage:", backend=SimulatedStage(sample))

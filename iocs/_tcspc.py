@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.05
 #: Rate meter gate, like the card's own rate meters (updated even when not acquiring).
 RATE_PERIOD_S = 0.5
+#: Shortest and longest gate ``rate_period`` accepts (a raster point lasts one to two gates).
+RATE_PERIOD_RANGE_S = (0.05, 1.0)
 #: Above this the card's FIFO overruns and photons are lost (TimeHarp 260 class).
 MAX_COUNT_RATE_CPS = 40e6
 #: Rows per HDF5 chunk of the photon datasets.
@@ -55,7 +57,10 @@ class TcspcIOC(PVGroup):
     sync_rate
         Measured laser sync rate (Hz).
     count_rate0, count_rate1
-        Rate meters (counts/s) of the two channels, updated every 0.5 s, acquiring or not.
+        Rate meters (counts/s) of the two channels, updated every ``rate_period``, acquiring
+        or not.
+    rate_period
+        Gate of the rate meters (s, 0.05 to 1; 0.5 at start): short gates make fast rasters.
     rate_gate
         Number of rate-meter gates so far, written after both rates: a client that reads
         ``N`` and then sees ``N + 2`` has rates measured entirely after its read.
@@ -123,6 +128,14 @@ class TcspcIOC(PVGroup):
     count_rate0 = pvproperty(value=0.0, units="cps", precision=1, read_only=True)
     count_rate1 = pvproperty(value=0.0, units="cps", precision=1, read_only=True)
     rate_gate = pvproperty(value=0, read_only=True, doc="rate-meter gates counted so far")
+    rate_period = pvproperty(
+        value=RATE_PERIOD_S,
+        units="s",
+        precision=3,
+        lower_ctrl_limit=RATE_PERIOD_RANGE_S[0],
+        upper_ctrl_limit=RATE_PERIOD_RANGE_S[1],
+        doc="rate-meter gate (s); the control limits refuse others",
+    )
     acquire = pvproperty(value=0, doc="1: open a file and write photons; 0: stop and close")
     acquire_time = pvproperty(
         value=0.0,
@@ -320,7 +333,7 @@ class TcspcIOC(PVGroup):
                     await self.acquiring.write(0)
                     await self.acquire.write(0, verify_value=False)
         now = time.monotonic()
-        if now - self._rate_t0 >= RATE_PERIOD_S:
+        if now - self._rate_t0 >= self.rate_period.value:
             rates = self._rate_counts / (now - self._rate_t0)
             self._rate_counts[:] = 0
             self._rate_t0 = now

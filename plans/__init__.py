@@ -17,6 +17,7 @@ photon to its bias; see :func:`qd_block`), a ``primary`` stream of segment marke
 
 from ._adaptive import ADAPTIVE_STREAM, adaptive_bias_map
 from ._bias import bias_steps
+from ._classify import CLASSES, Verdict, classify_cv
 from ._cv import bias_cycling, cv_scan
 from ._g2 import g2_measurement
 from ._md import MARKER_STREAM, PHOTON_STREAM, QD_SCHEMA, qd_block
@@ -31,10 +32,31 @@ from ._stubs import (
     start_photons,
     stop_cv,
 )
+from ._survey import (
+    DOTS_STREAM,
+    SURVEY_FIELDS,
+    SURVEY_RUN_KEY,
+    AnalysisResults,
+    Spot,
+    find_dots,
+    find_spots,
+    survey,
+)
 from ._validate import MAX_RASTER_POINTS
 
 __all__ = [
     "ADAPTIVE_STREAM",
+    "CLASSES",
+    "DOTS_STREAM",
+    "SURVEY_FIELDS",
+    "SURVEY_RUN_KEY",
+    "AnalysisResults",
+    "Spot",
+    "Verdict",
+    "classify_cv",
+    "find_dots",
+    "find_spots",
+    "survey",
     "DOT_STREAM",
     "MARKER_STREAM",
     "MAX_RASTER_POINTS",

@@ -105,6 +105,7 @@ def run_demo(
     seed: int = 1,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    field: int | None = None,
 ) -> DemoResult:
     """Run the demo; see the module docstring.
 
@@ -123,10 +124,14 @@ def run_demo(
         Progress bars on stderr.
     echo
         Where the narration goes.
+    field
+        Run on a survey field of this many dots (``qd-bluesky sim --field``): ``find_dots``
+        rasters it first and the experiment runs on the brightest dot found.
     """
     from bluesky.utils import RunEngineInterrupted
 
     from . import plans
+    from ._errors import QdBlueskyError
     from ._session import open_session
     from .catalog import DataLayout, resolve_data_dir
     from .iocs import SimulatedInstrumentProcess
@@ -138,7 +143,14 @@ def run_demo(
     layout = DataLayout(result.data_dir)
     layout.create()
     echo(f"catalog: {result.data_dir}")
-    ioc = SimulatedInstrumentProcess(layout.photons, seed=seed, port=port, prefix=None)
+    area = None
+    if field is not None:
+        from .sim import default_area_um
+
+        area = default_area_um(field)
+    ioc = SimulatedInstrumentProcess(
+        layout.photons, seed=seed, port=port, prefix=None, field=field, area_um=area
+    )
     echo("starting the simulated instrument (potentiostat, TCSPC card, laser, stage) ...")
     with ioc:
         echo(f"  serving {ioc.prefix}* on 127.0.0.1:{ioc.port}")
@@ -162,6 +174,28 @@ def run_demo(
         )
         RE.subscribe(PlanProgress(enabled=progress))
         x0, y0 = float(inst.stage.x.position), float(inst.stage.y.position)
+        if area is not None:
+            echo(f"find_dots over the {area:g} um field ...")
+            spots: list[Any] = []
+
+            def find() -> Any:
+                half = area / 2
+                spots.extend(
+                    (
+                        yield from plans.find_dots(
+                            inst.stage,
+                            inst.tcspc,
+                            x_range=(-half, half),
+                            y_range=(-half, half),
+                            step=0.25,
+                        )
+                    )
+                )
+
+            RE(find())
+            if not spots:
+                raise QdBlueskyError("the demo found no dot in the field")
+            x0, y0 = spots[0].x_um, spots[0].y_um
         w = settings.raster_half_width_um
         steps: list[tuple[str, Any]] = [
             (

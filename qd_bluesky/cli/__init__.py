@@ -22,6 +22,7 @@ _COMMANDS = {
     "sim": "._sim",
     "run": "._run",
     "demo": "._demo",
+    "survey": "._survey",
     "report": "._report",
     "ipython-profile": "._profile",
     "runs": "._runs",

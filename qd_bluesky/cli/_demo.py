@@ -20,6 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="CA port of the simulated IOCs")
     p.add_argument("--quick", action="store_true", help="short dwells: done in about 2 minutes")
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated sample (1)")
+    p.add_argument(
+        "--field",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on a survey field of N dots (the brightest found), not the preset dot",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.set_defaults(func=run)
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.port is not None and not 1024 <= args.port <= 65534:
         raise ValueError(f"--port must be in 1024..65534, not {args.port}")
+    if args.field is not None and not 1 <= args.field <= 31:
+        raise ValueError(f"--field must be in 1..31, not {args.field}")
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
     result = run_demo(
         args.data_dir,
@@ -39,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         echo=say,
+        field=args.field,
     )
     if args.json:
         json.dump(

@@ -23,6 +23,7 @@ PLANS = {
     "g2-measurement": "g2_measurement",
     "raster-scan": "raster_scan",
     "find-dot": "find_dot",
+    "find-dots": "find_dots",
     "bias-cycling": "bias_cycling",
 }
 #: Plan parameter -> attribute of the Instrument that fills it.

@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--preset", default="qd1", help="dot preset of the sample (qd1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated sample (0)")
+    add_field_options(parser)
     # As iocs._server.add_data_dir_options (not imported here: it would load caproto for
     # every command).
     parser.add_argument(
@@ -42,6 +43,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def add_field_options(parser: argparse.ArgumentParser) -> None:
+    """``--field N`` and ``--area UM``: the survey's field instead of the preset's."""
+    parser.add_argument(
+        "--field",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a survey field of N sites drawn from the documented population (docs/physics.md) "
+        "instead of the preset dot in its field (default)",
+    )
+    parser.add_argument(
+        "--area",
+        type=float,
+        default=None,
+        metavar="UM",
+        help="side of the --field square (um; default: grows with N)",
+    )
+
+
+def field_area(field: int | None, area: float | None) -> float | None:
+    """The checked side of the field (um), its default for ``field`` sites; None without one."""
+    if field is None:
+        if area is not None:
+            raise ValueError("--area needs --field")
+        return None
+    if not 1 <= field <= 31:
+        raise ValueError(f"--field must be in 1..31 sites, not {field}")
+    if area is None:
+        from qd_bluesky.sim import default_area_um
+
+        return default_area_um(field)
+    if not 2.0 <= area <= 100.0:
+        raise ValueError(f"--area must be in 2..100 um, not {area:g}")
+    return float(area)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.port is not None and not 1024 <= args.port <= 65534:
         raise ValueError(f"--port must be in 1024..65534, not {args.port}")
@@ -51,12 +88,20 @@ def run(args: argparse.Namespace) -> int:
     from qd_bluesky.iocs import SimulatedInstrument, loopback_environment, serve
     from qd_bluesky.iocs._server import photon_dir_of
 
+    area = field_area(args.field, args.area)
     os.environ.update(loopback_environment(args.port))
     data_dir = photon_dir_of(args.data_dir, args.photon_dir)
     instrument = SimulatedInstrument(
-        args.prefix, preset=args.preset, seed=args.seed, data_dir=data_dir
+        args.prefix,
+        preset=args.preset,
+        seed=args.seed,
+        data_dir=data_dir,
+        field=args.field,
+        area_um=area,
     )
     port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
+
+    sample = f"preset {args.preset}" if area is None else f"field of {args.field}, {area:g} um"
 
     def banner() -> None:
         if args.list_pvs:
@@ -64,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(["PVs served:", *(f"    {name}" for name in names)]), flush=True)
         print(
             f"qd-bluesky sim: serving {args.prefix}pot: tcspc: laser: stage: on 127.0.0.1:{port} "
-            f"(preset {args.preset}, seed {args.seed}); photon files in {data_dir}\n"
+            f"({sample}, seed {args.seed}); photon files in {data_dir}\n"
             f"  clients: EPICS_CA_ADDR_LIST=127.0.0.1 EPICS_CA_AUTO_ADDR_LIST=NO "
             f"EPICS_CA_SERVER_PORT={port}\n"
             "  Ctrl-C to stop",

@@ -18,10 +18,11 @@ from ..callbacks._streams import DERIVED_STREAMS
 DerivedData = dict[str, dict[str, np.ndarray]]
 
 
-def derived_from_run(run: Any) -> DerivedData:
-    """Read every stream of a derived run from the catalog (a Tiled ``BlueskyRun`` node)."""
+def derived_from_run(run: Any, streams: Iterable[str] = DERIVED_STREAMS) -> DerivedData:
+    """Read the streams (default: every stream) of a derived run from the catalog (a Tiled
+    ``BlueskyRun`` node)."""
     out: DerivedData = {}
-    for stream in DERIVED_STREAMS:
+    for stream in streams:
         try:
             node = run[stream]
         except KeyError:

@@ -32,6 +32,7 @@ from ._dot import (
     StateTable,
     emission_probabilities,
 )
+from ._field import CLASS_FRACTIONS, CLUSTER_FRACTION, FieldSite, default_area_um, draw_field
 from ._predict import SteadyState, steady_state
 from ._presets import PRESETS, resolve_preset
 from ._sample import Sample
@@ -52,6 +53,11 @@ from ._waveform import CvWaveform
 __all__ = [
     "warm_up",
     "BIAS_RISE_TIME_S",
+    "CLASS_FRACTIONS",
+    "CLUSTER_FRACTION",
+    "FieldSite",
+    "default_area_um",
+    "draw_field",
     "ITO_DAMAGE_BIAS_V",
     "NO_DOT_STATE",
     "PHYSICAL_BIAS_LIMIT_V",

@@ -18,6 +18,7 @@ charged exciton decays about as fast as the hole Auger process. docs/physics.md 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -126,6 +127,11 @@ class DotParameters:
     brightening_bias_v: float = -0.8
     brightening_width_v: float = 0.1
 
+    # --- photobleaching ---
+    #: Seconds in the focus centre with the laser on (PSF-weighted) after which the dot is
+    #: dark for good; inf: it never bleaches.
+    bleach_dose_s: float = math.inf
+
     #: Free-form notes (e.g. what the preset was calibrated to).
     notes: str = field(default="", compare=False)
 
@@ -148,6 +154,7 @@ class DotParameters:
             "on_cutoff_s",
             "off_min_s",
             "off_cutoff_s",
+            "bleach_dose_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:

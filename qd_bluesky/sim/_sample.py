@@ -5,6 +5,9 @@ around it: about 30 % charge (beyond X2-) like the preset, with some spread of t
 the rest never reach the conduction band in the bias window (no lifetime-intensity dip), and some
 dots brighten under negative bias (traps passivated). Background and dark counts come with the
 detection chain.
+
+``field=N`` makes instead the survey's field of :mod:`._field`: N sites drawn from a documented
+population, each with its truth (:attr:`Sample.sites`), the stage parked at the centre.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._dot import DotParameters
+from ._field import FieldSite, draw_field
 from ._presets import resolve_preset
 from ._stream import MAX_DOTS, Detection, LaserSettings, PhotonEngine
 
@@ -43,6 +47,9 @@ class Sample(PhotonEngine):
         The detection chain; defaults as in :class:`Detection`.
     laser
         Initial laser settings (default: emission on, 30 nW, 2.5 MHz).
+    field
+        Make the survey field of N sites (:func:`~._field.draw_field`) instead: ``preset``
+        and ``n_dots`` are then not used, the stage starts at the centre.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class Sample(PhotonEngine):
         field_size_um: float = 10.0,
         detection: Detection | None = None,
         laser: LaserSettings | None = None,
+        field: int | None = None,
     ) -> None:
         home = resolve_preset(preset)
         if not 1 <= int(n_dots) <= MAX_DOTS:
@@ -62,13 +70,21 @@ class Sample(PhotonEngine):
             raise ValueError(f"field_size_um must be positive, got {field_size_um}")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        rng = np.random.default_rng([int(seed), 0x5A3])
-        xy = _place_dots(rng, int(n_dots), float(field_size_um))
-        params = [home] + [_field_dot(rng, home, i) for i in range(1, int(n_dots))]
         self._field_size_um = float(field_size_um)
-        self._home = (float(xy[0, 0]), float(xy[0, 1]), 0.0)
+        self._sites: list[FieldSite] = []
+        if field is not None:
+            if not 1 <= int(field) <= MAX_DOTS // 2:
+                raise ValueError(f"field must be in [1, {MAX_DOTS // 2}] sites, got {field}")
+            self._sites, dots = draw_field(int(field), int(seed), float(field_size_um))
+            self._home = (0.0, 0.0, 0.0)
+        else:
+            rng = np.random.default_rng([int(seed), 0x5A3])
+            xy = _place_dots(rng, int(n_dots), float(field_size_um))
+            params = [home] + [_field_dot(rng, home, i) for i in range(1, int(n_dots))]
+            dots = [(p, (float(x), float(y), 0.0)) for p, (x, y) in zip(params, xy, strict=True)]
+            self._home = (float(xy[0, 0]), float(xy[0, 1]), 0.0)
         super().__init__(
-            [(p, (float(x), float(y), 0.0)) for p, (x, y) in zip(params, xy, strict=True)],
+            dots,
             seed=int(seed),
             detection=detection,
             laser=laser,
@@ -79,6 +95,11 @@ class Sample(PhotonEngine):
     def home_um(self) -> tuple[float, float, float]:
         """Stage position parked on the preset dot."""
         return self._home
+
+    @property
+    def sites(self) -> list[FieldSite]:
+        """The survey field's sites and their truth (empty unless made with ``field``)."""
+        return list(self._sites)
 
     @property
     def field_size_um(self) -> float:

@@ -260,6 +260,9 @@ class _Dot:
         self.next_jump = math.nan
         self.pending = np.array([-1], dtype=np.int64)
         self.psf = 0.0
+        # PSF-weighted seconds of light so far, and whether that bleached the dot.
+        self.dose = 0.0
+        self.bleached = False
         self._cache: dict[tuple, Any] = {}
 
     def cached(self, key: tuple, make: Any, *args: Any) -> Any:
@@ -508,7 +511,7 @@ class PhotonEngine:
             return total
         for dot in self._dots:
             psf = self._psf(dot.xyz, focus)
-            if psf < _ACTIVE_PSF:
+            if psf < _ACTIVE_PSF or dot.bleached:
                 continue
             total += self._dot_rate(dot, bias, laser, psf)
         return float(total)
@@ -603,19 +606,20 @@ class PhotonEngine:
         )
         damage_before = self.cell.damage
         for dot in self._dots:
-            if not dot.active:
+            if not dot.active or dot.bleached:
                 continue
+            t_end, j_end = self._bleach(dot, laser, t_a, t_b, j_b)
             x = self._excitations(dot, laser, dot.psf)
             eff = self._efficiency(dot, bias, dot.psf)
             q = self._rates(dot, bias, x)
             state_before = dot.state
-            times, states = self._run_chain(dot, q, x, bias, t_a, t_b)
+            times, states = self._run_chain(dot, q, x, bias, t_a, t_end)
             if len(times):
                 ts, qs = self._jumps.setdefault(dot.index, ([], []))
                 ts.append(times)
                 qs.append(dot.table.charge[states])
             bounds = np.empty(len(times) + 2, dtype=np.int64)
-            bounds[0], bounds[-1] = j_a, j_b
+            bounds[0], bounds[-1] = j_a, j_end
             bounds[1:-1] = clock.pulses_at_or_after(times)
             seg_state = np.empty(len(times) + 1, dtype=np.int64)
             seg_state[0] = state_before
@@ -659,6 +663,25 @@ class PhotonEngine:
             self.cell.expose(bias, t_a, t_b - t_a)
             if self.cell.damage != damage_before:
                 self._invalidate()
+
+    def _bleach(
+        self, dot: _Dot, laser: LaserSettings, t_a: float, t_b: float, j_b: int
+    ) -> tuple[float, int]:
+        """Add the stretch's light to the dot's dose; where it goes dark (``t_b``, ``j_b``: not).
+
+        The crossing time is exact, so the bleaching does not depend on the chunking.
+        """
+        limit = dot.params.bleach_dose_s
+        if not laser.emission or limit == math.inf:
+            return t_b, j_b
+        left = (limit - dot.dose) / dot.psf
+        if left >= t_b - t_a:
+            dot.dose += dot.psf * (t_b - t_a)
+            return t_b, j_b
+        dot.dose = limit
+        dot.bleached = True
+        t_end = t_a + max(left, 0.0)
+        return t_end, self._clock.pulse_at_or_after(t_end)
 
     def _run_chain(
         self, dot: _Dot, q: NDArray[np.float64], x: float, bias: float, t_a: float, t_b: float

@@ -24,6 +24,7 @@ USER_PLANS = {
     "raster_scan",
     "find_dot",
     "adaptive_bias_map",
+    "find_dots",
 }
 DEVICES = {"pot", "tcspc", "laser", "stage", "dot_probe"}
 

@@ -57,6 +57,25 @@ def test_trigger_waits_for_a_fresh_rate_reading(tcspc):
     assert reading["tcspc_sync_rate"]["value"] == pytest.approx(2.5e6)
 
 
+def test_a_short_rate_gate_makes_fast_triggers_and_a_bad_one_is_refused(tcspc):
+    rates = tcspc.rates
+    assert rates.rate_period.get(use_monitor=False) == pytest.approx(0.5)
+    rates.rate_period.set(0.1).wait(5)
+    try:
+        time.sleep(0.6)  # the running 0.5 s gate ends
+        t0 = time.monotonic()
+        for _ in range(5):
+            rates.trigger().wait(5)
+        # Five triggers of one to two 0.1 s gates each; at 0.5 s they take at least 2.5 s.
+        assert time.monotonic() - t0 < 2.0
+        assert rates.read()["tcspc_count_rate0"]["value"] > 0
+        with pytest.raises(ErrorResponseReceived, match="Limits are set to 0.05 and 1.0"):
+            ca_write(rates.rate_period.pvname, 5.0, notify=True, repeater=False)
+        assert rates.rate_period.get(use_monitor=False) == pytest.approx(0.1)
+    finally:
+        rates.rate_period.set(0.5).wait(5)
+
+
 def test_negative_bias_dims_the_count_rate(instrument, tcspc, rate_meter, sim_ioc):
     pot = instrument.pot
     truth = Sample(preset=sim_ioc.preset, seed=sim_ioc.seed)

@@ -126,7 +126,9 @@ def _field_literals(source: str) -> set[str]:
 
 def test_report_reads_only_declared_streams_and_fields():
     """A stream or field renamed in ``_streams`` must not leave the report reading the old one."""
-    declared = set(DERIVED_STREAMS).union(*STREAM_FIELDS.values())
+    from qd_bluesky.plans import SURVEY_FIELDS  # the survey table's rows (report/_survey.py)
+
+    declared = set(DERIVED_STREAMS).union(*STREAM_FIELDS.values(), SURVEY_FIELDS)
     # Not stream fields: the merged view's CV scaling, Tiled's time column, document keys and
     # the summary's own rows.
     other = {"cv_scaling", "time", "uid", "descriptor", "name", "data", "start", "per_bias"}
