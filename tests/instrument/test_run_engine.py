@@ -63,7 +63,8 @@ def test_documents_validate_and_account_for_every_photon(run_documents):
     config = by_stream["primary"]["configuration"]
     assert config["pot"]["data"]["pot_bias_low_limit"] == pytest.approx(-2.0)
     assert by_stream["photons"]["configuration"]["tcspc"]["data"]["tcspc_mode"] == "T3"
-    assert config["tcspc_rates"]["data"] == {}
+    # The rate meters' gate (s) is their configuration.
+    assert config["tcspc_rates"]["data"] == {"tcspc_rate_period": pytest.approx(0.5)}
 
     resources = {d["uid"]: d for name, d in docs if name == "stream_resource"}
     datums = [d for name, d in docs if name == "stream_datum"]
