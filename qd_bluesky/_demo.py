@@ -9,9 +9,7 @@ Ctrl-C or an error.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,7 +130,7 @@ def run_demo(
 
     from . import plans
     from ._errors import QdBlueskyError
-    from ._session import open_session
+    from ._session import ctrl_c_pauses, open_session
     from .catalog import DataLayout, resolve_data_dir
     from .iocs import SimulatedInstrumentProcess
     from .report import derived_from_run, write_report
@@ -223,31 +221,24 @@ def run_demo(
                 ),
             ),
         ]
-        interrupted = threading.Event()
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            interrupted.set()
-            RE.request_pause(defer=False)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
         try:
-            for name, plan in steps:
-                echo(f"{name} ...")
-                try:
-                    uids = RE(plan)
-                except RunEngineInterrupted:
-                    uids = ()
-                if interrupted.is_set():
-                    if RE.state != "idle":
-                        RE.abort("interrupted by Ctrl-C")
-                    analyzer.wait(30)  # the derived runs of what was recorded
-                    raise KeyboardInterrupt
-                if uids:
-                    result.raw_uids[name] = uids[0]
-            if not analyzer.wait(60):
-                echo("warning: the live analysis did not finish within 60 s")
+            with ctrl_c_pauses(RE) as interrupted:
+                for name, plan in steps:
+                    echo(f"{name} ...")
+                    try:
+                        uids = RE(plan)
+                    except RunEngineInterrupted:
+                        uids = ()
+                    if interrupted.is_set():
+                        if RE.state != "idle":
+                            RE.abort("interrupted by Ctrl-C")
+                        analyzer.wait(30)  # the derived runs of what was recorded
+                        raise KeyboardInterrupt
+                    if uids:
+                        result.raw_uids[name] = uids[0]
+                if not analyzer.wait(60):
+                    echo("warning: the live analysis did not finish within 60 s")
         finally:
-            signal.signal(signal.SIGINT, previous)
             # Whatever happened, let the derived runs of what was recorded reach the
             # catalog before it closes.
             analyzer.wait(60)

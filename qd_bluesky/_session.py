@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import warnings
@@ -179,6 +180,27 @@ def wait_for_analysis_after(
         return finalize_wrapper(plan, bps.wait_for([drained]))
 
     return preprocessor
+
+
+@contextlib.contextmanager
+def ctrl_c_pauses(RE: Any) -> Iterator[threading.Event]:  # noqa: N803 - bluesky's name
+    """Within the block, Ctrl-C sets the yielded event and pauses ``RE`` at once.
+
+    The plan then returns (``RunEngineInterrupted``) instead of Python raising
+    ``KeyboardInterrupt`` mid-statement; the caller ends what was recorded. The previous
+    SIGINT handler comes back on leaving the block.
+    """
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        RE.request_pause(defer=False)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def ca_client_environment(port: int) -> dict[str, str]:

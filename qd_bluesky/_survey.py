@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -160,7 +158,7 @@ def run_survey(
     from bluesky.utils import RunEngineInterrupted
 
     from . import plans
-    from ._session import open_session
+    from ._session import ctrl_c_pauses, open_session
     from .catalog import DataLayout, resolve_data_dir
     from .iocs import SimulatedInstrumentProcess
 
@@ -194,76 +192,69 @@ def run_survey(
         results = CatalogResults(session.analyzer, session.catalog.client)
         recorder = _DotProgress(progress)
         RE.subscribe(recorder)
-        interrupted = threading.Event()
-
-        def on_sigint(signum: int, frame: Any) -> None:
-            interrupted.set()
-            RE.request_pause(defer=False)
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
         try:
-            x0 = float(inst.stage.x.position) if ioc is None else 0.0
-            y0 = float(inst.stage.y.position) if ioc is None else 0.0
-            half = 0.5 * area
-            n_points = int(round(area / step_um)) + 1
-            progress(f"find_dots: a {n_points} x {n_points} raster, step {step_um:g} um ...")
-            spots: list[Any] = []
+            with ctrl_c_pauses(RE) as interrupted:
+                x0 = float(inst.stage.x.position) if ioc is None else 0.0
+                y0 = float(inst.stage.y.position) if ioc is None else 0.0
+                half = 0.5 * area
+                n_points = int(round(area / step_um)) + 1
+                progress(f"find_dots: a {n_points} x {n_points} raster, step {step_um:g} um ...")
+                spots: list[Any] = []
 
-            def find() -> Any:
-                spots.extend(
-                    (
-                        yield from plans.find_dots(
-                            inst.stage,
-                            inst.tcspc,
-                            x_range=(x0 - half, x0 + half),
-                            y_range=(y0 - half, y0 + half),
-                            step=step_um,
-                            gate=gate_s,
-                        )
-                    )
-                )
-
-            try:
-                uids = RE(find())
-                result.raw_uids["find_dots"] = uids[0] if uids else ""
-            except RunEngineInterrupted:
-                pass
-            result.spots = spots
-            result.found = len(spots)
-            progress(f"found {len(spots)} dots")
-            rows: list[dict[str, Any]] = []
-            if spots and not interrupted.is_set():
-
-                def visit() -> Any:
-                    rows.extend(
+                def find() -> Any:
+                    spots.extend(
                         (
-                            yield from plans.survey(
+                            yield from plans.find_dots(
                                 inst.stage,
                                 inst.tcspc,
-                                inst.pot,
-                                spots,
-                                results,
-                                g2_duration=g2_duration,
-                                cv_rate=cv_rate,
+                                x_range=(x0 - half, x0 + half),
+                                y_range=(y0 - half, y0 + half),
+                                step=step_um,
+                                gate=gate_s,
                             )
                         )
                     )
 
                 try:
-                    uids = RE(visit())
+                    uids = RE(find())
+                    result.raw_uids["find_dots"] = uids[0] if uids else ""
                 except RunEngineInterrupted:
-                    uids = ()
-                if uids:
-                    result.raw_uids["survey"] = uids[0]
-            if interrupted.is_set():
-                if RE.state != "idle":
-                    RE.abort("interrupted by Ctrl-C")
-                result.interrupted = True
-            session.analyzer.wait(60)
-            # An interrupted survey returns nothing: its rows are the events it recorded.
-            result.dots = rows or recorder.rows
+                    pass
+                result.spots = spots
+                result.found = len(spots)
+                progress(f"found {len(spots)} dots")
+                rows: list[dict[str, Any]] = []
+                if spots and not interrupted.is_set():
+
+                    def visit() -> Any:
+                        rows.extend(
+                            (
+                                yield from plans.survey(
+                                    inst.stage,
+                                    inst.tcspc,
+                                    inst.pot,
+                                    spots,
+                                    results,
+                                    g2_duration=g2_duration,
+                                    cv_rate=cv_rate,
+                                )
+                            )
+                        )
+
+                    try:
+                        uids = RE(visit())
+                    except RunEngineInterrupted:
+                        uids = ()
+                    if uids:
+                        result.raw_uids["survey"] = uids[0]
+                if interrupted.is_set():
+                    if RE.state != "idle":
+                        RE.abort("interrupted by Ctrl-C")
+                    result.interrupted = True
+                session.analyzer.wait(60)
+                # An interrupted survey returns nothing: its rows are the events it recorded.
+                result.dots = rows or recorder.rows
         finally:
-            signal.signal(signal.SIGINT, previous)
             session.analyzer.wait(60)
             for device in inst:
                 device.destroy()
