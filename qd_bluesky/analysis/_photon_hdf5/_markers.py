@@ -1,5 +1,6 @@
 """The ``/user`` groups the TCSPC IOC writes into a photon file: the bias markers
-(``/user/bias``), which the live analysis reads, and the FIFO overruns (``/user/overflow``).
+(``/user/bias``), which the live analysis reads, the card's own marker records (``/user/markers``)
+and the FIFO overruns (``/user/overflow``).
 
 Photon row ``k`` saw the bias of the last marker with ``photon_index <= k``. The TCSPC IOC
 appends a marker at the start, at every bias change and at the end of every photon tick.
@@ -42,5 +43,21 @@ OVERFLOW_COLUMNS = MappingProxyType(
         "photon_index": np.dtype(np.int64),
         "t_s": np.dtype(np.float64),
         "dropped": np.dtype(np.int64),
+    }
+)
+
+#: Group under ``/user`` where the TCSPC IOC records the card's marker records (edges on its
+#: marker inputs, e.g. the potentiostat's trigger output at every bias step and CV vertex).
+CARD_MARKER_GROUP = "markers"
+#: HDF5 path of that group.
+CARD_MARKER_PATH = f"user/{CARD_MARKER_GROUP}"
+#: One row per marker record: ``timestamp`` in the units of ``/photon_data/timestamps`` (sync
+#: counts in T3, ticks in T2), ``channel`` the marker input (1-4), ``photon_index`` the photon
+#: rows written before it (so photon ``k`` comes after the marker when ``photon_index <= k``).
+CARD_MARKER_COLUMNS = MappingProxyType(
+    {
+        "timestamp": np.dtype(np.int64),
+        "channel": np.dtype(np.uint8),
+        "photon_index": np.dtype(np.int64),
     }
 )
