@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 from qd_bluesky.analysis._photon_hdf5 import (
     BIAS_MARKER_PATH,
     BIAS_MARKER_REQUIRED,
-    open_for_reading,
+    SharedPhotonFile,
+    open_shared,
 )
 
 
@@ -26,14 +27,11 @@ class BiasLog:
     Use :meth:`open`, which returns None for a file without markers.
     """
 
-    def __init__(self, f: h5py.File, path: str) -> None:
-        self._f = f
-        # Not "which open succeeded": a second handle on a file this process already reads
-        # in SWMR mode opens plainly but shares the SWMR state, and must refresh too.
-        self._swmr = bool(f.swmr_mode)
+    def __init__(self, shared: SharedPhotonFile, datasets: dict[str, h5py.Dataset], path: str):
+        self._shared: SharedPhotonFile | None = shared
+        self._swmr = shared.swmr
         self._path = path
-        group = f[BIAS_MARKER_PATH]
-        self._ds = {name: group[name] for name in BIAS_MARKER_REQUIRED}
+        self._ds = datasets
         self.photon_index = np.zeros(0, dtype=np.int64)
         self.bias_v = np.zeros(0, dtype=np.float64)
         self._read = 0  # file rows read so far
@@ -47,14 +45,15 @@ class BiasLog:
         PhotonFileError
             The file cannot be opened as HDF5, plainly or as a SWMR reader.
         """
-        f, _ = open_for_reading(path, "cannot open the bias markers")
-        group = f.get(BIAS_MARKER_PATH)
-        if not isinstance(group, h5py.Group) or any(
-            not isinstance(group.get(name), h5py.Dataset) for name in BIAS_MARKER_REQUIRED
-        ):
-            f.close()
+        shared = open_shared(path, "cannot open the bias markers")
+        datasets = {
+            name: shared.dataset(f"{BIAS_MARKER_PATH}/{name}") for name in BIAS_MARKER_REQUIRED
+        }
+        present = {name: ds for name, ds in datasets.items() if ds is not None}
+        if len(present) < len(datasets):
+            shared.release()
             return None
-        return cls(f, os.fspath(path))
+        return cls(shared, present, os.fspath(path))
 
     def refresh(self) -> None:
         """Read the markers appended since the last call."""
@@ -90,6 +89,6 @@ class BiasLog:
             self.bias_v = self.bias_v[i:]
 
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        if self._shared is not None:
+            self._shared.release()
+            self._shared = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -20,6 +21,8 @@ from qd_bluesky.analysis import (
     read_ptu,
     write_photon_hdf5,
 )
+from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_COLUMNS
+from qd_bluesky.analysis._photons import MARKER_DTYPE
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REAL_FILES = ["hydraharp_v10_t3.ptu", "hydraharp_v20_t3.ptu", "picoharp_v30_t2.ptu"]
@@ -463,3 +466,50 @@ def test_writer_crash_leaves_flushed_rows_readable(tmp_path: Path) -> None:
         writer.stop()
     back = read_photon_hdf5(path)  # the file still carries the SWMR writer's open flag
     assert_same_photons(back, table.slice(0, 7000))
+
+
+def test_two_readers_of_one_growing_file_in_one_process(tmp_path: Path) -> None:
+    # The live analyzer and an adaptive plan's probe follow the same file: HDF5 gave wrong rows
+    # when two handles of one growing dataset refreshed apart.
+    table = synthetic_table(60_000, seed=24)
+    path = tmp_path / "shared.h5"
+    writer = WriterProcess(path, table, tmp_path)
+    cuts = np.r_[0, np.sort(np.random.default_rng(25).integers(0, len(table), 40)), len(table)]
+    try:
+        with PhotonHdf5Reader(path) as follower, PhotonHdf5Reader(path) as probe:
+            probe_from = 0
+            for step, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+                writer.append(a, b)
+                follower.refresh()
+                np.testing.assert_array_equal(follower.read(a, b).macrotime, table.macrotime[a:b])
+                if step % 3 == 2:  # the probe looks less often, from its last marker
+                    probe.refresh()
+                    part = probe.read(probe_from, b)
+                    np.testing.assert_array_equal(part.macrotime, table.macrotime[probe_from:b])
+                    np.testing.assert_array_equal(part.microtime, table.microtime[probe_from:b])
+                    probe_from = b
+    finally:
+        writer.stop()
+
+
+def test_markers_go_to_the_card_schema_and_come_back(tmp_path: Path) -> None:
+    table = synthetic_table(5_000, seed=26)
+    t = table.macrotime
+    markers = np.array([(t[10], 0b0001), (t[2000], 0b0100), (t[4000] + 1, 0b0011)], MARKER_DTYPE)
+    path = write_photon_hdf5(tmp_path / "markers.h5", replace(table, markers=markers))
+    with h5py.File(path, "r") as f:
+        rows = {k: f[f"/user/markers/{k}"][()].tolist() for k in CARD_MARKER_COLUMNS}
+    # One row per marker input set; photon_index counts the photons before the marker.
+    assert rows == {
+        "timestamp": [t[10], t[2000], t[4000] + 1, t[4000] + 1],
+        "channel": [1, 3, 1, 2],
+        "photon_index": [
+            int(np.searchsorted(t, t[10])),
+            int(np.searchsorted(t, t[2000])),
+            int(np.searchsorted(t, t[4000] + 1)),
+            int(np.searchsorted(t, t[4000] + 1)),
+        ],
+    }
+    back = read_photon_hdf5(path).markers
+    assert back["macrotime"].tolist() == rows["timestamp"]
+    assert back["bits"].tolist() == [0b0001, 0b0100, 0b0001, 0b0010]

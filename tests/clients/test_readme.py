@@ -229,7 +229,8 @@ def _check(out: dict[str, str], data_dir: Path, home: Path) -> None:
         "find_dot",
         "bias_steps",
         "cv_scan",
-        "g2_measurement",  # IPython
+        "g2_measurement",
+        "adaptive_bias_map",  # IPython
         "bias_steps",
         "cv_scan",  # qd-bluesky run
         "bias_steps",  # the queue

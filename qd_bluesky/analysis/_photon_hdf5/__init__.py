@@ -21,7 +21,7 @@ from ._markers import (
 )
 from ._reader import PhotonHdf5Reader, read_photon_hdf5
 from ._spec import FORMAT_NAME, FORMAT_URL, FORMAT_VERSION
-from ._swmr import open_for_reading
+from ._swmr import SharedPhotonFile, open_for_reading, open_shared
 from ._validate import Validation, validate_photon_file
 from ._write_file import write_photon_hdf5
 from ._writer import PhotonHdf5Writer
@@ -42,8 +42,10 @@ __all__ = [
     "OVERFLOW_PATH",
     "PhotonHdf5Reader",
     "PhotonHdf5Writer",
+    "SharedPhotonFile",
     "Validation",
     "open_for_reading",
+    "open_shared",
     "read_photon_hdf5",
     "validate_photon_file",
     "write_photon_hdf5",

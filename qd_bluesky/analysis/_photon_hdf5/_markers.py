@@ -11,6 +11,9 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import numpy as np
+from numpy.typing import NDArray
+
+from .._photons import MARKER_DTYPE
 
 #: Group under ``/user`` that holds the markers (a ``user_columns`` key of the writer).
 BIAS_MARKER_GROUP = "bias"
@@ -61,3 +64,47 @@ CARD_MARKER_COLUMNS = MappingProxyType(
         "photon_index": np.dtype(np.int64),
     }
 )
+
+#: Marker inputs a ``bits`` mask of :data:`~qd_bluesky.analysis.MARKER_DTYPE` can name.
+MARKER_INPUTS = 8
+
+
+def card_marker_rows(markers: NDArray, macrotime: NDArray[np.int64]) -> dict[str, NDArray]:
+    """``/user/markers`` columns of a table's markers: one row per input set in ``bits``.
+
+    ``macrotime`` (the photons' timestamps, sorted) gives each row's ``photon_index``.
+    """
+    bits = np.asarray(markers["bits"], dtype=np.uint8)
+    times = np.asarray(markers["macrotime"], dtype=np.int64)
+    inputs = np.arange(MARKER_INPUTS, dtype=np.uint8)
+    record, bit = np.nonzero((bits[:, None] >> inputs[None, :]) & 1)
+    timestamp = times[record]
+    return {
+        "timestamp": timestamp,
+        "channel": (bit + 1).astype(np.uint8),
+        "photon_index": np.searchsorted(macrotime, timestamp, side="left").astype(np.int64),
+    }
+
+
+def table_markers(columns: dict[str, NDArray]) -> NDArray | None:
+    """Markers (``MARKER_DTYPE``) from ``/user/markers`` columns, either schema.
+
+    The card's schema (``timestamp``, ``channel``) gives one marker per row with the channel's
+    bit; files written before it hold ``macrotime`` and ``bits``. None without either.
+    """
+    if {"timestamp", "channel"} <= set(columns):
+        times = np.asarray(columns["timestamp"])
+        channel = np.asarray(columns["channel"]).astype(np.int64)
+        if channel.shape != times.shape or np.any((channel < 1) | (channel > MARKER_INPUTS)):
+            return None
+        bits = (1 << (channel - 1)).astype(np.uint8)
+    elif {"macrotime", "bits"} <= set(columns):
+        times, bits = np.asarray(columns["macrotime"]), np.asarray(columns["bits"])
+    else:
+        return None
+    if times.shape != bits.shape or times.ndim != 1 or not times.size:
+        return None
+    markers = np.empty(times.size, dtype=MARKER_DTYPE)
+    markers["macrotime"] = times
+    markers["bits"] = bits
+    return markers

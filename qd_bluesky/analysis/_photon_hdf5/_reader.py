@@ -18,8 +18,9 @@ from .._photons import (
     MICROTIME_DTYPE,
     PhotonTable,
 )
+from ._markers import table_markers
 from ._spec import TABLE_MARKERS_GROUP
-from ._swmr import open_for_reading
+from ._swmr import open_shared
 
 
 class PhotonHdf5Reader:
@@ -41,7 +42,9 @@ class PhotonHdf5Reader:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = check_readable_file(path)
-        self._f, self.swmr = open_for_reading(self.path)
+        self._shared = open_shared(self.path)
+        self._f: h5py.File | None = self._shared.file
+        self.swmr = self._shared.swmr
         try:
             self._parse()
         except PhotonFileError:
@@ -52,6 +55,11 @@ class PhotonHdf5Reader:
             raise PhotonFileError(
                 self.path, f"unreadable Photon-HDF5 content ({type(exc).__name__}: {one_line(exc)})"
             ) from exc
+
+    def _file(self) -> h5py.File:
+        if self._f is None:
+            raise ValueError(f"{self.path}: the reader is closed")
+        return self._f
 
     def _fail(self, problem: str) -> PhotonFileError:
         return PhotonFileError(self.path, problem)
@@ -67,7 +75,7 @@ class PhotonHdf5Reader:
             return None
 
     def _parse(self) -> None:
-        f = self._f
+        f = self._shared.file
         if "photon_data" not in f:
             spots = [k for k in f if re.fullmatch(r"photon_data\d+", k)]
             if spots:
@@ -80,7 +88,7 @@ class PhotonHdf5Reader:
             raise self._fail("/photon_data is not a group: not a Photon-HDF5 file")
 
         def column(name: str, required: bool) -> h5py.Dataset | None:
-            ds = pd.get(name)
+            ds = self._shared.dataset(f"photon_data/{name}")
             if ds is None and not required:
                 return None
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "iu":
@@ -165,8 +173,7 @@ class PhotonHdf5Reader:
 
     def read(self, start: int = 0, stop: int | None = None) -> PhotonTable:
         """Photons of file rows ``start:stop`` (clipped to the rows present)."""
-        if self._f is None:
-            raise ValueError(f"{self.path}: the reader is closed")
+        self._file()
         if start < 0 or (stop is not None and stop < 0):
             raise ValueError(f"row range must be non-negative, got {start}:{stop}")
         n = self.rows
@@ -230,26 +237,21 @@ class PhotonHdf5Reader:
         return table
 
     def _stored_markers(self) -> NDArray | None:
-        """Markers kept by :func:`write_photon_hdf5` under ``/user/markers``."""
-        node = self._f.get(f"user/{TABLE_MARKERS_GROUP}")
-        if not isinstance(node, h5py.Group) or {"macrotime", "bits"} - set(node):
+        """Markers under ``/user/markers`` (the card's, or those of :func:`write_photon_hdf5`)."""
+        node = self._file().get(f"user/{TABLE_MARKERS_GROUP}")
+        if not isinstance(node, h5py.Group):
             return None
-        times, bits = node["macrotime"][()], node["bits"][()]
-        if times.shape != bits.shape or times.ndim != 1 or not times.size:
-            return None
-        markers = np.empty(times.size, dtype=MARKER_DTYPE)
-        markers["macrotime"] = times
-        markers["bits"] = bits
-        return markers
+        return table_markers(self.read_user(TABLE_MARKERS_GROUP))
 
     def read_user(self, group: str) -> dict[str, NDArray]:
         """The datasets of ``/user/<group>/`` (refreshed first when following a writer)."""
-        node = self._f.get(f"user/{group}")
+        node = self._file().get(f"user/{group}")
         if not isinstance(node, h5py.Group):
             raise self._fail(f"no /user/{group} group")
         out = {}
-        for name, ds in node.items():
-            if isinstance(ds, h5py.Dataset):
+        for name in node:
+            ds = self._shared.dataset(f"user/{group}/{name}")
+            if ds is not None:
                 if self.swmr:
                     ds.refresh()
                 out[name] = ds[()]
@@ -257,8 +259,8 @@ class PhotonHdf5Reader:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
             self._f = None
+            self._shared.release()
 
     def __enter__(self) -> PhotonHdf5Reader:
         return self

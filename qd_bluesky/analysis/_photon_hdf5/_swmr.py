@@ -1,8 +1,14 @@
-"""The one way to open a photon file for reading, whether or not a SWMR writer holds it."""
+"""The one way to open a photon file for reading, whether or not a SWMR writer holds it.
+
+Within one process, every reader of a file shares one open of it (:func:`open_shared`): HDF5
+returns wrong rows (stale or unwritten chunks) when two handles of the same growing dataset
+refresh independently, e.g. the live analyzer and an adaptive plan's probe reading one file.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 
 import h5py
 
@@ -53,3 +59,69 @@ def open_for_reading(
             return h5py.File(path, "r", swmr=True), True
         except OSError:
             raise PhotonFileError(path, f"{problem} ({one_line(plain_error)})") from plain_error
+
+
+class SharedPhotonFile:
+    """This process's one open of a photon file, shared by all its readers.
+
+    Get it with :func:`open_shared`; each user calls :meth:`release` once. Growing datasets
+    are taken with :meth:`dataset`, which hands every user the same handle: a refresh by one
+    user is then seen by all, and no two handles of one dataset refresh apart.
+    """
+
+    def __init__(self, f: h5py.File, swmr: bool, key: tuple[int, int]) -> None:
+        self.file = f
+        #: Whether the file is read in SWMR mode (its datasets need refreshing).
+        self.swmr = swmr
+        self._key = key
+        self._users = 1
+        self._datasets: dict[str, h5py.Dataset | None] = {}
+
+    def dataset(self, name: str) -> h5py.Dataset | None:
+        """The shared handle of dataset ``name``, or None when there is no such dataset."""
+        with _registry_lock:
+            if name not in self._datasets:
+                node = self.file.get(name)
+                self._datasets[name] = node if isinstance(node, h5py.Dataset) else None
+            return self._datasets[name]
+
+    def release(self) -> None:
+        """Stop using the file; the last user's release closes it."""
+        with _registry_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if _open_files.get(self._key) is self:
+                del _open_files[self._key]
+            self._datasets.clear()
+            if self.file.id.valid:
+                self.file.close()
+
+
+_registry_lock = threading.RLock()
+_open_files: dict[tuple[int, int], SharedPhotonFile] = {}
+
+
+def open_shared(
+    path: str | os.PathLike[str], problem: str = "not a readable HDF5 file"
+) -> SharedPhotonFile:
+    """The process's open of ``path`` (opened by :func:`open_for_reading` on first use).
+
+    Raises
+    ------
+    PhotonFileError
+        As :func:`open_for_reading`; also when the file does not exist.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise PhotonFileError(path, f"{problem} ({one_line(exc)})") from exc
+    key = (st.st_dev, st.st_ino)
+    with _registry_lock:
+        shared = _open_files.get(key)
+        if shared is not None and shared.file.id.valid:
+            shared._users += 1
+            return shared
+        f, swmr = open_for_reading(path, problem)
+        shared = _open_files[key] = SharedPhotonFile(f, swmr, key)
+        return shared

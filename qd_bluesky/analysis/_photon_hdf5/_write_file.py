@@ -10,6 +10,7 @@ from pathlib import Path
 from numpy.typing import ArrayLike
 
 from .._photons import PhotonTable
+from ._markers import card_marker_rows
 from ._spec import TABLE_MARKERS_GROUP
 from ._writer import PhotonHdf5Writer
 
@@ -38,8 +39,9 @@ def write_photon_hdf5(
     user
         ``{group: {name: array}}`` written under ``/user/<group>/`` (e.g. the simulator's
         bias waveform and ground-truth charge states).
-        The table's markers, if any, go to ``/user/markers/{macrotime, bits}``; the spec has
-        no place for them and :func:`read_photon_hdf5` restores them on whole-file reads.
+        The table's markers, if any, go to ``/user/markers/{timestamp, channel, photon_index}``
+        (one row per marker input set, as the TCSPC IOC writes a card's markers; the spec has
+        no place for them) and :func:`read_photon_hdf5` restores them on whole-file reads.
     sample, excitation_wavelengths_m, detection_wavelengths_m
         Optional metadata, see :class:`PhotonHdf5Writer`.
     chunk_rows
@@ -67,10 +69,7 @@ def write_photon_hdf5(
             raise ValueError(
                 f"user group {TABLE_MARKERS_GROUP!r} is reserved for the table's markers"
             )
-        user[TABLE_MARKERS_GROUP] = {
-            "macrotime": table.markers["macrotime"],
-            "bits": table.markers["bits"],
-        }
+        user[TABLE_MARKERS_GROUP] = card_marker_rows(table.markers, table.macrotime)
     with PhotonHdf5Writer(
         path,
         macrotime_unit_s=table.macrotime_unit_s,
