@@ -47,6 +47,8 @@ SURVEY_FIELDS = (
     "status",
     "count_rate_cps",
     "g2_zero",
+    "background_cps",
+    "g2_zero_corrected",
     "single",
     "charging",
     "last_state",
@@ -59,15 +61,35 @@ SURVEY_FIELDS = (
 #: dot may sit in for a second at 0 V, gives ~15 %; a bleached dot the background, ~1 %.
 BLEACHED_FRACTION = 0.1
 BLEACH_READS = 4
+#: Smallest share of the dot in the count rate for which g2(0) is corrected for the background
+#: (below it the correction divides the noise by less than 0.1).
+MIN_SIGNAL_FRACTION = 0.3
 
 
 @dataclass(frozen=True)
 class Spot:
-    """A dot found by :func:`find_dots`: refined position (um) and count rate there (cps)."""
+    """A dot found by :func:`find_dots`: refined position (um), count rate there and the
+    raster's background rate (cps)."""
 
     x_um: float
     y_um: float
     rate_cps: float
+    background_cps: float = 0.0
+
+
+def background_corrected_g2(g2_zero: float, rate_cps: float, background_cps: float) -> float:
+    """g2(0) of the dot alone, from g2(0) measured on the dot plus an uncorrelated background.
+
+    With ``rho`` the dot's share of the count rate, the measured value is
+    ``rho**2 g2 + 1 - rho**2`` (Brouri et al., Opt. Lett. 25, 1294 (2000)); solved for ``g2``.
+    NaN when the dot gives less than :data:`MIN_SIGNAL_FRACTION` of the rate (or no rate).
+    """
+    if not (rate_cps > 0 and background_cps >= 0 and math.isfinite(g2_zero)):
+        return math.nan
+    rho = (rate_cps - background_cps) / rate_cps
+    if rho < MIN_SIGNAL_FRACTION:
+        return math.nan
+    return (g2_zero - (1.0 - rho**2)) / rho**2
 
 
 def find_spots(
@@ -272,7 +294,7 @@ def find_dots(
                     y = yield from line(stage.y, y, background)
                 yield from bps.mv(stage.x, x, stage.y, y)
                 readings = yield from bps.trigger_and_read(detectors, name=DOTS_STREAM)
-                found.append(Spot(float(x), float(y), total_rate(readings)))
+                found.append(Spot(float(x), float(y), total_rate(readings), background))
 
         def visit_before_close(msg: Msg):
             if msg.command == "close_run":
@@ -337,6 +359,7 @@ def survey(
     cv_rate: float = 1.0,
     cv_low: float = -2.0,
     single_limit: float = 0.5,
+    background_cps: float | None = None,
     md: CustomPlanMetadata | None = None,
 ) -> MsgGenerator[list[dict[str, Any]]]:
     """Visit each dot: is it a single emitter, and how does it charge?
@@ -346,8 +369,10 @@ def survey(
     abort (Ctrl-C) keeps every finished row. At each dot:
 
     1. the stage parks on it and the rate meters read its count rate;
-    2. :func:`g2_measurement` at 0 V (a run of its own); a dot with g2(0) above
-       ``single_limit`` is not a single emitter (``status="not single"``) and is left;
+    2. :func:`g2_measurement` at 0 V (a run of its own); a dot whose g2(0), corrected for
+       the background (:func:`background_corrected_g2`, when the dot gives at least
+       :data:`MIN_SIGNAL_FRACTION` of its count rate), is above ``single_limit`` is not a
+       single emitter (``status="not single"``) and is left;
     3. :func:`cv_scan` 0 -> ``cv_low`` -> 0 V at ``cv_rate``;
     4. its class from the CV scan's derived run (:func:`classify_cv`).
 
@@ -377,6 +402,9 @@ def survey(
         Far end of the CV (V), inside the safe window.
     single_limit : float, optional
         Largest g2(0) of a single emitter (0.5: two equal emitters give 0.5 and more).
+    background_cps : float, optional
+        Count rate (cps) of the field away from any dot, >= 0. Default: each
+        :class:`Spot`'s (the raster's median), 0 for plain positions.
     md : dict, optional
         Metadata for every run's start document.
 
@@ -399,8 +427,13 @@ def survey(
     check.potentiostat(potentiostat, plan, cv=True)
     if isinstance(dots, (str, bytes)) or not isinstance(dots, Sequence):
         raise ValueError(f"{plan}: dots must be a sequence of (x, y) positions, not {dots!r}")
+    if background_cps is not None:
+        background_cps = check.non_negative(background_cps, "background_cps", plan, "cps")
     positions = []
+    backgrounds = []
     for i, d in enumerate(dots):
+        spot_background = d.background_cps if isinstance(d, Spot) else 0.0
+        backgrounds.append(spot_background if background_cps is None else background_cps)
         xy = (d.x_um, d.y_um) if isinstance(d, Spot) else d
         if isinstance(xy, (str, bytes)) or len(xy) != 2:
             raise ValueError(f"{plan}: dots[{i}] must be an (x, y) position, not {d!r}")
@@ -426,6 +459,7 @@ def survey(
             "cv_rate": cv_rate,
             "cv_low": cv_low,
             "single_limit": single_limit,
+            "background_cps": background_cps,
         },
         detectors=[],
         num_points=len(positions),
@@ -457,7 +491,11 @@ def survey(
             g2 = (derived or {}).get("g2") or {}
             g2_zero = float(g2["g2_zero"][0]) if len(g2.get("g2_zero", ())) else math.nan
             row["g2_zero"] = g2_zero
-            row["single"] = bool(g2_zero <= single_limit)
+            corrected = background_corrected_g2(g2_zero, arrival, row["background_cps"])
+            row["g2_zero_corrected"] = corrected
+            row["single"] = bool(
+                (corrected if math.isfinite(corrected) else g2_zero) <= single_limit
+            )
             if not math.isfinite(g2_zero):  # no photons of a dot to correlate
                 row["status"] = "bleached" if (yield from _bleached(tcspc, arrival)) else "no g2"
                 return
@@ -500,6 +538,8 @@ def survey(
                 "status": "",
                 "count_rate_cps": math.nan,
                 "g2_zero": math.nan,
+                "background_cps": backgrounds[k],
+                "g2_zero_corrected": math.nan,
                 "single": False,
                 "charging": "",
                 "last_state": "",

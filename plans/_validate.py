@@ -52,6 +52,14 @@ def positive(value: Any, name: str, plan: str, unit: str = "") -> float:
     return value
 
 
+def non_negative(value: Any, name: str, plan: str, unit: str = "") -> float:
+    """``value`` as a finite float >= 0."""
+    value = number(value, name, plan, unit)
+    if value < 0:
+        raise ValueError(f"{plan}: {name} must be >= 0{_sp(unit)}, not {value:g}")
+    return value
+
+
 def whole(value: Any, name: str, plan: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum`` (an integral float such as 2.0 is accepted)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -305,10 +305,12 @@ class _DotProgress:
             d = doc["data"]
             self.rows.append(dict(d))
             g2 = d.get("g2_zero", math.nan)
+            own = d.get("g2_zero_corrected", math.nan)
             self.echo(
                 f"dot {d['dot_id']} at ({d['x_um']:.2f}, {d['y_um']:.2f}) um: {d['status']}"
                 f"{' ' + d['charging'] if d.get('charging') else ''}"
-                f" (g2(0) {g2:.2f}, {d.get('count_rate_cps', math.nan) / 1e3:.1f} kcps)"
+                f" (g2(0) {g2:.2f}{f', {own:.2f} without background' if math.isfinite(own) else ''}"
+                f", {d.get('count_rate_cps', math.nan) / 1e3:.1f} kcps)"
             )
 
 

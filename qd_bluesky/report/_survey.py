@@ -130,11 +130,16 @@ def write_survey_report(
         json.dumps({"class_counts": counts, "dots": len(rows)}, indent=2) + "\n"
     )
     lines = ["| class | dots |", "| --- | --- |", *(f"| {c} | {n} |" for c, n in counts.items())]
-    lines += ["", "| dot | x (um) | y (um) | status | class | g2(0) |", "| --- " * 6 + "|"]
+    lines += [
+        "",
+        "| dot | x (um) | y (um) | status | class | g2(0) | g2(0) without background |",
+        "| --- " * 7 + "|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['dot_id']} | {r['x_um']:.2f} | {r['y_um']:.2f} | {r['status']} | "
-            f"{r.get('charging', '')} | {r.get('g2_zero', math.nan):.2f} |"
+            f"{r.get('charging', '')} | {r.get('g2_zero', math.nan):.2f} | "
+            f"{r.get('g2_zero_corrected', math.nan):.2f} |"
         )
     (directory / "survey.md").write_text("\n".join(lines) + "\n")
     return directory

@@ -1,5 +1,6 @@
 """find_dots and survey: spots, refinement, message order, and a survey that goes on."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from qd_bluesky.plans import (
     DOTS_STREAM,
     SURVEY_FIELDS,
     SURVEY_RUN_KEY,
+    Spot,
+    background_corrected_g2,
     classify_cv,
     find_dots,
     find_spots,
@@ -299,3 +302,44 @@ def test_survey_checks_its_arguments_at_the_call(inst):
         survey(inst.stage, inst.tcspc, inst.pot, [(0.0,)], FakeAnalysis())
     with pytest.raises(ValueError, match="analysis"):
         survey(inst.stage, inst.tcspc, inst.pot, [(0.0, 0.0)], object())
+
+
+@pytest.mark.parametrize("g2_dot", [0.0, 0.12, 0.3, 0.6])
+@pytest.mark.parametrize("rho", [0.35, 0.6, 1.0])
+def test_background_correction_recovers_the_dots_g2(g2_dot, rho):
+    # Measured on the dot plus an uncorrelated background: rho**2 g2 + 1 - rho**2.
+    rate = 4e3
+    measured = rho**2 * g2_dot + 1 - rho**2
+    assert background_corrected_g2(measured, rate, (1 - rho) * rate) == pytest.approx(g2_dot)
+
+
+def test_background_correction_needs_a_dot_above_the_background():
+    assert math.isnan(background_corrected_g2(0.9, 1000.0, 800.0))  # the dot gives 20 %
+    assert math.isnan(background_corrected_g2(0.5, 0.0, 0.0))
+    assert math.isnan(background_corrected_g2(math.nan, 1e4, 100.0))
+
+
+def test_survey_judges_a_dim_dot_by_its_background_corrected_g2(inst, sim):
+    # A 600 cps dot (g2 0.2) over 250 cps of background measures 0.2 * 0.71**2 + 1 - 0.71**2.
+    _field(inst, sim, [(2.0, 0.0, 600.0)])
+    _uids(sim, inst)
+    analysis = FakeAnalysis()
+    rate = _field_rate(2.0, 0.0, [(2.0, 0.0, 600.0)])
+    rho = (rate - BACKGROUND) / rate
+    measured = rho**2 * 0.2 + 1 - rho**2
+    # _uids names the runs g2-0, g2-1, cv-1 in order: the first survey's g2 run and CV, then
+    # the second survey's g2 run.
+    analysis.runs["g2-0"] = {"g2": {"g2_zero": np.array([measured])}}
+    analysis.runs["g2-1"], analysis.runs["cv-1"] = analysis.runs["cv-1"], analysis.runs["g2-0"]
+    spot = Spot(2.0, 0.0, rate, BACKGROUND)
+    out = simulate(sim, survey(inst.stage, inst.tcspc, inst.pot, [spot], analysis))
+    (row,) = out.value
+    assert measured > 0.5  # the raw value alone would reject it
+    assert row["g2_zero"] == pytest.approx(measured)
+    assert row["g2_zero_corrected"] == pytest.approx(0.2)
+    assert row["single"] and row["status"] == "measured" and row["background_cps"] == BACKGROUND
+    assert row["charging"] == "deep"
+    # Plain positions carry no background: the measured value decides.
+    out = simulate(sim, survey(inst.stage, inst.tcspc, inst.pot, [(2.0, 0.0)], analysis))
+    (row,) = out.value
+    assert row["status"] == "not single" and row["g2_zero_corrected"] == pytest.approx(measured)
