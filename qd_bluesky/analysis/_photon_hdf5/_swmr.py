@@ -14,6 +14,7 @@ import h5py
 
 from .._errors import PhotonFileError
 from .._files import one_line
+from ._mounts import network_filesystem
 
 
 def open_for_reading(
@@ -36,8 +37,9 @@ def open_for_reading(
     Raises
     ------
     PhotonFileError
-        Neither a plain nor a SWMR open succeeds (not HDF5, corrupt, unreadable), or the file
-        is shorter than its superblock says (truncated).
+        Neither a plain nor a SWMR open succeeds (not HDF5, corrupt, unreadable), the file
+        is shorter than its superblock says (truncated), or a writer still holds it and it
+        lies on a network file system (SWMR works on local file systems only).
     """
     try:
         f = h5py.File(path, "r")
@@ -56,9 +58,19 @@ def open_for_reading(
         # HDF5 refuses a plain open of a file a SWMR writer holds (or held, if it died)
         # with "already open for write" or a file-lock error: retry as a SWMR reader.
         try:
-            return h5py.File(path, "r", swmr=True), True
+            f = h5py.File(path, "r", swmr=True)
         except OSError:
             raise PhotonFileError(path, f"{problem} ({one_line(plain_error)})") from plain_error
+        remote = network_filesystem(path)
+        if remote is not None:
+            f.close()
+            raise PhotonFileError(
+                path,
+                f"open for writing (or left so by a writer that died) on a network file system "
+                f"({remote}): HDF5 cannot follow a growing file across hosts; run the live "
+                "analysis on the host that writes it, or replay the run once the file is closed",
+            ) from None
+        return f, True
 
 
 class SharedPhotonFile:
