@@ -358,6 +358,7 @@ def survey(
     g2_duration: float = 5.0,
     cv_rate: float = 1.0,
     cv_low: float = -2.0,
+    cv_cycles: int = 2,
     single_limit: float = 0.5,
     background_cps: float | None = None,
     md: CustomPlanMetadata | None = None,
@@ -373,8 +374,9 @@ def survey(
        the background (:func:`background_corrected_g2`, when the dot gives at least
        :data:`MIN_SIGNAL_FRACTION` of its count rate), is above ``single_limit`` is not a
        single emitter (``status="not single"``) and is left;
-    3. :func:`cv_scan` 0 -> ``cv_low`` -> 0 V at ``cv_rate``;
-    4. its class from the CV scan's derived run (:func:`classify_cv`).
+    3. :func:`cv_scan` 0 -> ``cv_low`` -> 0 V at ``cv_rate``, ``cv_cycles`` times;
+    4. its class from the CV scan's derived run (:func:`classify_cv`: a charge state counts
+       when the dot takes it at the bottom of every cycle).
 
     Each dot's runs carry ``dot_id``, ``dot_x_um`` and ``dot_y_um`` in their start documents.
     The live analysis is awaited through ``analysis`` (:class:`AnalysisResults`). A dot whose
@@ -400,6 +402,9 @@ def survey(
         Scan rate of the CV (V/s), > 0.
     cv_low : float, optional
         Far end of the CV (V), inside the safe window.
+    cv_cycles : int, optional
+        Cycles of the CV, >= 1. Two tell electrochemical charging (every cycle) from a
+        photo-charged X- that happened to last through one visit of the bottom.
     single_limit : float, optional
         Largest g2(0) of a single emitter (0.5: two equal emitters give 0.5 and more).
     background_cps : float, optional
@@ -445,6 +450,7 @@ def survey(
     g2_duration = check.positive(g2_duration, "g2_duration", plan, "s")
     cv_rate = check.positive(cv_rate, "cv_rate", plan, "V/s")
     cv_low = check.bias(potentiostat, cv_low, "cv_low", plan)
+    cv_cycles = check.whole(cv_cycles, "cv_cycles", plan)
     single_limit = check.positive(single_limit, "single_limit", plan)
     user_md = check.metadata(md, plan)
     _md = start_md(
@@ -458,6 +464,7 @@ def survey(
             "g2_duration": g2_duration,
             "cv_rate": cv_rate,
             "cv_low": cv_low,
+            "cv_cycles": cv_cycles,
             "single_limit": single_limit,
             "background_cps": background_cps,
         },
@@ -502,7 +509,9 @@ def survey(
             if not row["single"]:
                 row["status"] = "not single"
                 return
-            uid = yield from cv_scan(tcspc, potentiostat, 0.0, cv_low, 0.0, cv_rate, 1, md=dot_md)
+            uid = yield from cv_scan(
+                tcspc, potentiostat, 0.0, cv_low, 0.0, cv_rate, cv_cycles, md=dot_md
+            )
             uids.append(uid or "")
             derived = (yield from analysed(uid)) if uid else None
             if (yield from _bleached(tcspc, arrival)):

@@ -129,6 +129,7 @@ def run_survey(
     area_um: float | None = None,
     seed: int = 0,
     cv_rate: float = 1.0,
+    cv_cycles: int = 2,
     g2_duration: float = 4.0,
     step_um: float = 0.25,
     gate_s: float = 0.1,
@@ -148,8 +149,8 @@ def run_survey(
     dots, area_um, seed
         The simulated field (``area_um`` default: grows with ``dots``); with ``prefix``,
         ``area_um`` is the side of the square rastered around the stage's position.
-    cv_rate, g2_duration
-        Of each dot's CV scan (V/s) and g2 measurement (s).
+    cv_rate, cv_cycles, g2_duration
+        Of each dot's CV scan (V/s, cycles) and g2 measurement (s).
     step_um, gate_s
         Coarse raster step and rate-meter gate of :func:`~qd_bluesky.plans.find_dots`.
     progress
@@ -237,6 +238,7 @@ def run_survey(
                                     results,
                                     g2_duration=g2_duration,
                                     cv_rate=cv_rate,
+                                    cv_cycles=cv_cycles,
                                 )
                             )
                         )

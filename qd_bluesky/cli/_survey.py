@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cv-rate", type=float, default=1.0, metavar="V_PER_S", help="CV scan rate (1 V/s)"
     )
+    p.add_argument(
+        "--cv-cycles",
+        type=int,
+        default=2,
+        metavar="N",
+        help="CV cycles per dot (2: charging must repeat in every cycle)",
+    )
     p.add_argument("--g2-duration", type=float, default=4.0, help="g2 seconds per dot (4)")
     p.add_argument("--step", type=float, default=0.25, help="coarse raster step (0.25 um)")
     p.add_argument("--gate", type=float, default=0.1, help="rate-meter gate of the raster (0.1 s)")
@@ -50,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--area must be in 1..200 um, not {args.area:g}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, not {args.seed}")
+    if args.cv_cycles < 1:
+        raise ValueError(f"--cv-cycles must be >= 1, not {args.cv_cycles}")
     for name in ("cv_rate", "g2_duration", "step", "gate"):
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
@@ -61,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         area_um=args.area,
         seed=args.seed,
         cv_rate=args.cv_rate,
+        cv_cycles=args.cv_cycles,
         g2_duration=args.g2_duration,
         step_um=args.step,
         gate_s=args.gate,

@@ -19,6 +19,7 @@ from qd_bluesky.plans import (
     find_spots,
     survey,
 )
+from qd_bluesky.plans._classify import bottom_visits
 from qd_bluesky.plans._survey import peak_position
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -343,3 +344,42 @@ def test_survey_judges_a_dim_dot_by_its_background_corrected_g2(inst, sim):
     out = simulate(sim, survey(inst.stage, inst.tcspc, inst.pot, [(2.0, 0.0)], analysis))
     (row,) = out.value
     assert row["status"] == "not single" and row["g2_zero_corrected"] == pytest.approx(measured)
+
+
+def _two_cycles(first_bottom_state, second_bottom_state):
+    """Two CV cycles 0 -> -2 -> 0 V in 20 ms bins, with the states of each visit of -2 V."""
+    bias = np.concatenate([SWEEP, SWEEP[20:]])
+    time_s = 0.02 * np.arange(bias.size)
+    states = np.zeros(bias.size, dtype=int)
+    at_bottom = bias <= -1.75
+    first = at_bottom & (np.arange(bias.size) < SWEEP.size)
+    states[first] = first_bottom_state
+    states[at_bottom & ~first] = second_bottom_state
+    derived = _cv(bias, np.full(bias.size, 2e4), np.where(states > 0, 60.0, 125.0), states)
+    derived["tomography"]["time_s"] = time_s
+    return derived
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "expected", "state"),
+    [
+        (1, 1, "shallow", 1.0),
+        (4, 3, "deep", 3.0),
+        (1, 0, "none", 0.0),  # a photo-charged X- through one visit: not electrochemistry
+        (0, 2, "none", 0.0),
+    ],
+)
+def test_classify_cv_counts_a_charge_taken_in_every_cycle(first, second, expected, state):
+    verdict = classify_cv(_two_cycles(first, second))
+    assert (verdict.charging, verdict.bottom_state) == (expected, state)
+
+
+def test_bottom_visits_split_at_the_gaps_between_cycles():
+    times = np.r_[0.02 * np.arange(10), 4.0 + 0.02 * np.arange(8), 8.1 + 0.04 * np.arange(5)]
+    visits = bottom_visits(times[::-1])  # any order
+    assert [sorted(times[::-1][v].round(2).tolist()) for v in visits] == [
+        times[:10].round(2).tolist(),
+        times[10:18].round(2).tolist(),
+        times[18:].round(2).tolist(),
+    ]
+    assert bottom_visits(np.array([])) == []
