@@ -1,0 +1,190 @@
+"""The laser IOC on the Sepia II backend and the fake Sepia II library, over Channel Access.
+
+The IOC serves from a thread of the test process (so a test can turn the fake's key switch);
+the real ``Laser`` device and plain CA puts drive it as they would a lab's IOC. The last test
+starts the documented command, ``python -m qd_bluesky.iocs.laser --backend sepia2``, as a
+process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+from caproto import ErrorResponseReceived
+from caproto.asyncio.server import start_server
+from caproto.sync.client import read as ca_read
+from caproto.sync.client import write as ca_write
+
+from qd_bluesky.devices import Laser
+from qd_bluesky.iocs import LaserIOC, loopback_environment, use_loopback_ioc
+from qd_bluesky.iocs._power_calibration import PowerCalibration
+from qd_bluesky.iocs._sepia2 import Sepia2Laser
+from qd_bluesky.iocs._sepia2_fake import FakeSepia2Lib
+
+CALIBRATION = PowerCalibration((0, 400, 600, 1000), (0.0, 0.0, 2e-8, 3e-7))
+
+
+class ThreadIoc:
+    """One PVGroup served by caproto's asyncio server in a daemon thread on ``port``."""
+
+    def __init__(self, group, port: int) -> None:
+        self.group, self.port = group, port
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def hook(async_lib) -> None:
+            self.ready.set()
+
+        self.task = self.loop.create_task(
+            start_server(self.group.pvdb, interfaces=["127.0.0.1"], startup_hook=hook)
+        )
+        try:
+            self.loop.run_until_complete(self.task)
+        except asyncio.CancelledError:
+            pass
+
+    def start(self) -> ThreadIoc:
+        saved = {k: os.environ.get(k) for k in loopback_environment(self.port)}
+        os.environ.update(loopback_environment(self.port))  # the server reads its port here
+        try:
+            self.thread.start()
+            assert self.ready.wait(30), "the IOC thread did not start"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        use_loopback_ioc(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def sepia(free_port):
+    """(fake library, prefix, Laser device) with the IOC on the fake serving."""
+    fake = FakeSepia2Lib()
+    prefix = f"qdsep{uuid.uuid4().hex[:8]}:"
+    backend = Sepia2Laser(fake, CALIBRATION)
+    ioc = ThreadIoc(LaserIOC(prefix=f"{prefix}laser:", backend=backend), free_port()).start()
+    laser = Laser(f"{prefix}laser:", name="laser")
+    laser.wait_for_connection(timeout=20)
+    yield fake, prefix, laser
+    laser.destroy()
+    ioc.stop()
+
+
+def _wait(predicate, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_power_rate_and_emission_reach_the_sepia(sepia):
+    fake, prefix, laser = sepia
+    # A real laser starts locked (emission off), at 2.5 MHz.
+    assert laser.emission.get(use_monitor=False) == "off"
+    assert fake.soft_locked and fake.freq_index == 5
+    laser.power.set(30e-9).wait(5)
+    expected = CALIBRATION.permille_for(30e-9)
+    assert fake.intensity_permille == expected
+    assert ca_read(f"{prefix}laser:intensity", repeater=False, timeout=5).data[0] == expected
+    laser.rep_rate.set(40e6).wait(5)
+    assert fake.freq_index == 1
+    frequency = ca_read(f"{prefix}laser:frequency", data_type="native", repeater=False, timeout=5)
+    assert frequency.data[0] == 1  # "40 MHz" in the list 80, 40, 20, 10, 5, 2.5 MHz
+    ca_write(f"{prefix}laser:frequency", "10 MHz", notify=True, repeater=False, timeout=5)
+    assert fake.freq_index == 3
+    assert laser.rep_rate.get(use_monitor=False) == pytest.approx(10e6)
+    laser.emission.set("on").wait(5)
+    assert fake.emitting and not fake.soft_locked
+    assert _wait(lambda: ca_read(f"{prefix}laser:soft_lock", repeater=False).data[0] == b"off")
+    laser.emission.set("off").wait(5)
+    assert fake.soft_locked and not fake.emitting
+
+
+def test_refusals_are_one_line_and_change_nothing(sepia):
+    fake, prefix, laser = sepia
+    with pytest.raises(ErrorResponseReceived, match="rep_rate 3e\\+07 Hz is not one of 80 MHz"):
+        ca_write(f"{prefix}laser:rep_rate", 30e6, notify=True, repeater=False, timeout=5)
+    assert fake.freq_index == 5 and laser.rep_rate.get(use_monitor=False) == pytest.approx(2.5e6)
+    with pytest.raises(ErrorResponseReceived, match="outside the calibrated range"):
+        ca_write(f"{prefix}laser:power", 5e-7, notify=True, repeater=False, timeout=5)
+    assert laser.power.get(use_monitor=False) == pytest.approx(30e-9)
+    with pytest.raises(ErrorResponseReceived, match="interlock is an input"):
+        ca_write(f"{prefix}laser:interlock", "open", notify=True, repeater=False, timeout=5)
+    assert laser.interlock.get(use_monitor=False) == "closed"
+
+
+def test_key_and_power_failure_open_the_interlock_and_stop_emission(sepia):
+    fake, prefix, laser = sepia
+
+    def cause():
+        return ca_read(f"{prefix}laser:interlock_cause", repeater=False).data[0]
+
+    laser.emission.set("on").wait(5)
+    fake.turn_key(locked=True)
+    assert _wait(lambda: laser.interlock.get(use_monitor=False) == "open")
+    assert cause() == b"key"
+    assert _wait(lambda: laser.emission.get(use_monitor=False) == "off")
+    assert fake.soft_locked and not fake.emitting
+    assert laser.interlock_open
+    # Emission is refused while the key locks the laser; the soft lock stays set.
+    with pytest.raises(ErrorResponseReceived, match="interlock is open"):
+        ca_write(f"{prefix}laser:emission", "on", notify=True, repeater=False, timeout=5)
+    assert fake.soft_locked
+    fake.turn_key(locked=False)
+    laser.emission.set("on").wait(5)  # unlocking re-reads the key: closed now
+    assert fake.emitting
+    assert _wait(lambda: laser.interlock.get(use_monitor=False) == "closed")
+    fake.fail_power(failed=True)
+    assert _wait(lambda: cause() == b"power failure")
+    assert laser.interlock.get(use_monitor=False) == "open"
+    assert _wait(lambda: laser.emission.get(use_monitor=False) == "off")
+    fake.fail_power(failed=False)
+    assert _wait(lambda: laser.interlock.get(use_monitor=False) == "closed")
+
+
+def test_a_lock_set_at_the_laser_switches_emission_off(sepia):
+    fake, prefix, laser = sepia
+    laser.emission.set("on").wait(5)
+    fake.soft_locked = True  # e.g. PicoQuant's own GUI on the same device
+    assert _wait(lambda: laser.emission.get(use_monitor=False) == "off")
+    assert ca_read(f"{prefix}laser:soft_lock", repeater=False).data[0] == b"on"
+
+
+def test_the_start_command_serves_the_sepia_backend(tmp_path, free_port):
+    calibration = tmp_path / "cal.csv"
+    calibration.write_text("intensity_permille,power_w\n0,0\n400,0\n600,2e-8\n1000,3e-7\n")
+    prefix, port = f"qdsep{uuid.uuid4().hex[:8]}:", free_port()
+    cmd = [sys.executable, "-P", "-m", "qd_bluesky.iocs.laser", "--backend", "sepia2"]
+    cmd += ["--calibration", str(calibration), "--library", "fake", "--prefix", prefix]
+    cmd += ["--interfaces", "127.0.0.1"]
+    env = {**os.environ, **loopback_environment(port)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        use_loopback_ioc(port)
+        reading = ca_read(f"{prefix}laser:intensity", repeater=False, timeout=30)
+        assert reading.data[0] == CALIBRATION.permille_for(30e-9)
+        emission = ca_read(f"{prefix}laser:emission", repeater=False, timeout=5)
+        assert emission.data[0] == b"off"
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=15)[0].decode()
+    assert "Traceback" not in out
