@@ -8,16 +8,13 @@ process.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
 import uuid
 
 import pytest
 from caproto import ErrorResponseReceived
-from caproto.asyncio.server import start_server
 from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
 
@@ -30,59 +27,16 @@ from qd_bluesky.iocs._sepia2_fake import FakeSepia2Lib
 CALIBRATION = PowerCalibration((0, 400, 600, 1000), (0.0, 0.0, 2e-8, 3e-7))
 
 
-class ThreadIoc:
-    """One PVGroup served by caproto's asyncio server in a daemon thread on ``port``."""
-
-    def __init__(self, group, port: int) -> None:
-        self.group, self.port = group, port
-        self.ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def hook(async_lib) -> None:
-            self.ready.set()
-
-        self.task = self.loop.create_task(
-            start_server(self.group.pvdb, interfaces=["127.0.0.1"], startup_hook=hook)
-        )
-        try:
-            self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
-
-    def start(self) -> ThreadIoc:
-        saved = {k: os.environ.get(k) for k in loopback_environment(self.port)}
-        os.environ.update(loopback_environment(self.port))  # the server reads its port here
-        try:
-            self.thread.start()
-            assert self.ready.wait(30), "the IOC thread did not start"
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        use_loopback_ioc(self.port)
-        return self
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(10)
-
-
 @pytest.fixture
-def sepia(free_port):
+def sepia(serve_in_thread):
     """(fake library, prefix, Laser device) with the IOC on the fake serving."""
     fake = FakeSepia2Lib()
     prefix = f"qdsep{uuid.uuid4().hex[:8]}:"
-    backend = Sepia2Laser(fake, CALIBRATION)
-    ioc = ThreadIoc(LaserIOC(prefix=f"{prefix}laser:", backend=backend), free_port()).start()
+    serve_in_thread(LaserIOC(prefix=f"{prefix}laser:", backend=Sepia2Laser(fake, CALIBRATION)))
     laser = Laser(f"{prefix}laser:", name="laser")
     laser.wait_for_connection(timeout=20)
     yield fake, prefix, laser
     laser.destroy()
-    ioc.stop()
 
 
 def _wait(predicate, timeout=5.0):
@@ -169,7 +123,7 @@ def test_a_lock_set_at_the_laser_switches_emission_off(sepia):
     assert ca_read(f"{prefix}laser:soft_lock", repeater=False).data[0] == b"on"
 
 
-def test_the_start_command_serves_the_sepia_backend(tmp_path, free_port):
+def test_the_start_command_serves_the_sepia_backend_and_passes_the_checks(tmp_path, free_port):
     calibration = tmp_path / "cal.csv"
     calibration.write_text("intensity_permille,power_w\n0,0\n400,0\n600,2e-8\n1000,3e-7\n")
     prefix, port = f"qdsep{uuid.uuid4().hex[:8]}:", free_port()
@@ -184,7 +138,21 @@ def test_the_start_command_serves_the_sepia_backend(tmp_path, free_port):
         assert reading.data[0] == CALIBRATION.permille_for(30e-9)
         emission = ca_read(f"{prefix}laser:emission", repeater=False, timeout=5)
         assert emission.data[0] == b"off"
+        # The conformance command passes the emulator-backed IOC as it passes the simulation.
+        check = [sys.executable, "-P", "-m", "qd_bluesky.cli", "check-instrument"]
+        check += ["--prefix", prefix, "--port", str(port), "--only", "laser"]
+        done = subprocess.run(check, capture_output=True, text=True, timeout=120)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=15)[0].decode()
-    assert "Traceback" not in out
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "PASS  laser: connect",
+        "PASS  laser: documented PVs: 10 PVs read, types as documented",
+        "PASS  laser: rep_rate off the list refused: 3.14159e+06 Hz refused",
+        "SKIP  laser: emission refused with the interlock open: the interlock is an input of "
+        "this laser: it cannot be opened",
+        "4 checks, 0 failed",
+    ]
+    assert proc.returncode == 0, out
+    assert "put refused: the Sepia II interlock is an input" in out
