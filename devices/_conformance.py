@@ -177,7 +177,7 @@ class _Checks:
         if native not in _KINDS[row.kind]:
             return f"{row.name} is {native.name}, not {row.kind}"
         if row.enum_strings:
-            strings = tuple(s.decode() for s in reading.metadata.enum_strings)
+            strings = tuple(s.decode() for s in getattr(reading.metadata, "enum_strings", ()))
             if strings != row.enum_strings:
                 return f"{row.name} offers {'/'.join(strings)}, not {'/'.join(row.enum_strings)}"
         return ""
@@ -219,8 +219,9 @@ class _Checks:
             raise _Failed(f"a put of {target:+.2f} V to {name} did not complete") from None
         reading = ca_read(name, data_type="time", timeout=PV_TIMEOUT_S, repeater=False)
         violation = int(self.inst.pot.limit_violation.get(use_monitor=False))
-        if reading.metadata.severity or violation:
-            return f"{target:+.2f} V refused with an alarm (severity {reading.metadata.severity})"
+        severity = int(getattr(reading.metadata, "severity", 0))
+        if severity or violation:
+            return f"{target:+.2f} V refused with an alarm (severity {severity})"
         # Accepted: put the old bias back at once, then say so.
         ca_write(name, before, notify=True, timeout=self.timeout, repeater=False)
         raise _Failed(
@@ -315,16 +316,16 @@ class _Checks:
 
     def move(self) -> str:
         axis = self.inst.stage.x
-        start = float(axis.position)
+        start = _position(axis)
         target = self._step(axis, start, STEP_UM)
         try:
             axis.set(target).wait(self.timeout)
-            there = float(axis.position)
+            there = _position(axis)
             if abs(there - target) > ARRIVED_UM:
                 raise _Failed(f"the move to {target:.3f} um completed at {there:.3f} um")
         finally:
             axis.set(start).wait(self.timeout)
-        back = float(axis.position)
+        back = _position(axis)
         if abs(back - start) > ARRIVED_UM:
             raise _Failed(f"the return to {start:.3f} um completed at {back:.3f} um")
         return f"x {start:.3f} -> {target:.3f} -> {back:.3f} um"
@@ -334,7 +335,7 @@ class _Checks:
         velocity = getattr(axis, "velocity", None) or getattr(stage, "velocity", None)
         if velocity is None:
             raise _Skipped("the stage has no velocity to slow a move down with")
-        start = float(axis.position)
+        start = _position(axis)
         distance = 10 * STEP_UM
         target = self._step(axis, start, distance)
         speed = float(velocity.get(use_monitor=False))
@@ -345,9 +346,9 @@ class _Checks:
             stage.stop()
             if not _wait_for(lambda: status.done, self.timeout):
                 raise _Failed(f"the move had not ended {self.timeout:g} s after the stop")
-            halted = float(axis.position)
+            halted = _position(axis)
             time.sleep(0.2)
-            if abs(float(axis.position) - halted) > ARRIVED_UM:
+            if abs(_position(axis) - halted) > ARRIVED_UM:
                 raise _Failed("the axis kept moving after the stop")
             if abs(halted - target) < 0.1 * distance:
                 raise _Failed(f"the axis reached {target:.3f} um despite the stop")
@@ -356,6 +357,13 @@ class _Checks:
             with contextlib.suppress(Exception):  # the check's result says what failed
                 axis.set(start).wait(self.timeout)
         return f"stopped at {halted:.3f} um on the way {start:.3f} -> {target:.3f} um"
+
+
+def _position(axis: Any) -> float:
+    position = axis.position
+    if position is None:
+        raise _Failed(f"{axis.name} has no position")
+    return float(position)
 
 
 def _signals(device: Any) -> list[Any]:
