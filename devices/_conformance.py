@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from caproto import ChannelType, ErrorResponseReceived, native_type
-from caproto.sync.client import read as ca_read
 from caproto.sync.client import write as ca_write
+from caproto.threading.client import Context
 
 from ._errors import UnsafeBiasError
 from ._instrument import PARTS, Instrument, make_instrument
@@ -98,6 +98,7 @@ def run_checks(
                 else:
                     yield checks.result(f"{ioc}: {name}", check)
     finally:
+        checks.close()
         for device in inst:
             device.destroy()
 
@@ -105,6 +106,7 @@ def run_checks(
 class _Checks:
     def __init__(self, inst: Instrument, timeout: float) -> None:
         self.inst, self.timeout = inst, timeout
+        self._context: Context | None = None
 
     @staticmethod
     def result(name: str, check: Callable[[], str]) -> CheckResult:
@@ -157,30 +159,25 @@ class _Checks:
         return ""
 
     def read_pvs(self, ioc: str) -> str:
-        problems = []
         rows = documented_pvs(ioc)
-        for row in rows:
-            problem = self._check_pv(ioc, row)
-            if problem:
-                problems.append(problem)
+        pvs = self.context.get_pvs(*(self.pv(ioc, row.name) for row in rows))
+        problems = [
+            problem for row, pv in zip(rows, pvs, strict=True) if (problem := _check(row, pv))
+        ]
         if problems:
             raise _Failed(f"{len(problems)} of {len(rows)}: " + "; ".join(problems[:4]))
         return f"{len(rows)} PVs read, types as documented"
 
-    def _check_pv(self, ioc: str, row: DocumentedPv) -> str:
-        name = self.pv(ioc, row.name)
-        try:
-            reading = ca_read(name, data_type="control", timeout=PV_TIMEOUT_S, repeater=False)
-        except TimeoutError:
-            return f"{row.name} does not answer"
-        native = native_type(reading.data_type)
-        if native not in _KINDS[row.kind]:
-            return f"{row.name} is {native.name}, not {row.kind}"
-        if row.enum_strings:
-            strings = tuple(s.decode() for s in getattr(reading.metadata, "enum_strings", ()))
-            if strings != row.enum_strings:
-                return f"{row.name} offers {'/'.join(strings)}, not {'/'.join(row.enum_strings)}"
-        return ""
+    @property
+    def context(self) -> Context:
+        """One CA client context for the raw reads (channels searched and kept together)."""
+        if self._context is None:
+            self._context = Context()
+        return self._context
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._context.disconnect()
 
     # -- potentiostat -------------------------------------------------------------------------
 
@@ -217,7 +214,9 @@ class _Checks:
             return f"{target:+.2f} V refused with a failed put"
         except TimeoutError:
             raise _Failed(f"a put of {target:+.2f} V to {name} did not complete") from None
-        reading = ca_read(name, data_type="time", timeout=PV_TIMEOUT_S, repeater=False)
+        (pv,) = self.context.get_pvs(name)
+        pv.wait_for_connection(timeout=PV_TIMEOUT_S)
+        reading = pv.read(data_type="time", timeout=PV_TIMEOUT_S)
         violation = int(self.inst.pot.limit_violation.get(use_monitor=False))
         severity = int(getattr(reading.metadata, "severity", 0))
         if severity or violation:
@@ -346,10 +345,9 @@ class _Checks:
             stage.stop()
             if not _wait_for(lambda: status.done, self.timeout):
                 raise _Failed(f"the move had not ended {self.timeout:g} s after the stop")
+            if not _wait_for(lambda: _at_rest(axis), self.timeout, period=0.0):
+                raise _Failed(f"the axis kept moving {self.timeout:g} s after the stop")
             halted = _position(axis)
-            time.sleep(0.2)
-            if abs(_position(axis) - halted) > ARRIVED_UM:
-                raise _Failed("the axis kept moving after the stop")
             if abs(halted - target) < 0.1 * distance:
                 raise _Failed(f"the axis reached {target:.3f} um despite the stop")
         finally:
@@ -359,11 +357,35 @@ class _Checks:
         return f"stopped at {halted:.3f} um on the way {start:.3f} -> {target:.3f} um"
 
 
+def _check(row: DocumentedPv, pv: Any) -> str:
+    """What is wrong with one documented PV ("" if nothing)."""
+    try:
+        pv.wait_for_connection(timeout=PV_TIMEOUT_S)
+        reading = pv.read(data_type="control", timeout=PV_TIMEOUT_S)
+    except TimeoutError:
+        return f"{row.name} does not answer"
+    native = native_type(reading.data_type)
+    if native not in _KINDS[row.kind]:
+        return f"{row.name} is {native.name}, not {row.kind}"
+    if row.enum_strings:
+        strings = tuple(s.decode() for s in getattr(reading.metadata, "enum_strings", ()))
+        if strings != row.enum_strings:
+            return f"{row.name} offers {'/'.join(strings)}, not {'/'.join(row.enum_strings)}"
+    return ""
+
+
 def _position(axis: Any) -> float:
     position = axis.position
     if position is None:
         raise _Failed(f"{axis.name} has no position")
     return float(position)
+
+
+def _at_rest(axis: Any, over_s: float = 0.2) -> bool:
+    """True if the axis moves less than :data:`ARRIVED_UM` over ``over_s``."""
+    before = _position(axis)
+    time.sleep(over_s)
+    return abs(_position(axis) - before) <= ARRIVED_UM
 
 
 def _signals(device: Any) -> list[Any]:
