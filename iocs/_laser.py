@@ -78,7 +78,8 @@ class LaserIOC(PVGroup):
     def __init__(self, *args, backend: LaserBackend, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.backend = backend
-        self._locks = asyncio.Lock()  # a put of the interlock and the poll, one at a time
+        # One request to the laser at a time: the puts and the poll of its locks.
+        self._locks = asyncio.Lock()
         if backend is not None:  # None: only the PV list is wanted (e.g. to count the PVs)
             self._adopt(backend)
 
@@ -159,18 +160,20 @@ class LaserIOC(PVGroup):
         except ValueError as exc:
             await self._refuse(str(exc))
         await clear_alarm(self.status)
-        await self.soft_lock.write("off" if emission else "on")
+        if self.soft_lock.value != ("off" if emission else "on"):
+            await self.soft_lock.write("off" if emission else "on")
         if self.intensity.value != self.backend.intensity_permille:
             await self.intensity.write(int(self.backend.intensity_permille))
 
     @emission.startup
     async def emission(self, instance, async_lib):
         try:
-            await self._push(
-                emission=self.emission.value == "on",
-                power_w=float(self.power.value),
-                rep_rate_hz=float(self.rep_rate.value),
-            )
+            async with self._locks:
+                await self._push(
+                    emission=self.emission.value == "on",
+                    power_w=float(self.power.value),
+                    rep_rate_hz=float(self.rep_rate.value),
+                )
         except RefusedError as exc:  # serve anyway: the alarm on status says what failed
             logger.warning("%s %s", self.prefix, exc)
         if self.emission.value == "off":
@@ -178,30 +181,34 @@ class LaserIOC(PVGroup):
 
     @emission.putter
     async def emission(self, instance, value):
-        on = value == "on"
-        await self._push(
-            emission=on, power_w=float(self.power.value), rep_rate_hz=float(self.rep_rate.value)
-        )
+        async with self._locks:
+            await self._push(
+                emission=value == "on",
+                power_w=float(self.power.value),
+                rep_rate_hz=float(self.rep_rate.value),
+            )
         await self.status.write(f"emission {value}")
         return value
 
     @power.putter
     async def power(self, instance, value):
-        await self._push(
-            emission=self.emission.value == "on",
-            power_w=float(value),
-            rep_rate_hz=float(self.rep_rate.value),
-        )
+        async with self._locks:
+            await self._push(
+                emission=self.emission.value == "on",
+                power_w=float(value),
+                rep_rate_hz=float(self.rep_rate.value),
+            )
         return value
 
     async def _set_rate(self, rate_hz: float) -> None:
         if self.backend.rep_rate_locked:
             await self._refuse("the TCSPC card is acquiring: stop it before changing rep_rate")
-        await self._push(
-            emission=self.emission.value == "on",
-            power_w=float(self.power.value),
-            rep_rate_hz=rate_hz,
-        )
+        async with self._locks:
+            await self._push(
+                emission=self.emission.value == "on",
+                power_w=float(self.power.value),
+                rep_rate_hz=rate_hz,
+            )
 
     @rep_rate.putter
     async def rep_rate(self, instance, value):
