@@ -220,7 +220,10 @@ class _Checks:
         violation = int(self.inst.pot.limit_violation.get(use_monitor=False))
         severity = int(getattr(reading.metadata, "severity", 0))
         if severity or violation:
-            return f"{target:+.2f} V refused with an alarm (severity {severity})"
+            return (
+                f"{target:+.2f} V refused after the put completed "
+                f"(severity {severity}, limit_violation {violation})"
+            )
         # Accepted: put the old bias back at once, then say so.
         ca_write(name, before, notify=True, timeout=self.timeout, repeater=False)
         raise _Failed(

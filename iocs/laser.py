@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     choose.add_argument("--backend", choices=BACKENDS, default="simulated")
     known, rest = choose.parse_known_args(argv)
     if known.backend == "simulated":
+        if {"-h", "--help"} & set(rest):
+            print("--backend sepia2 serves a PicoQuant Sepia II (--backend sepia2 --help)\n")
         main_single(LaserIOC, "laser:", rest)
     else:
         main_sepia2(rest)

@@ -2,7 +2,9 @@
 
 The simulated instrument passes every check; a potentiostat IOC that takes any bias (a small
 caproto IOC serving every documented PV, built from the table the checks read) fails the
-IOC-side bias check and only it; a missing IOC fails its connection and skips the rest.
+IOC-side bias check and only it, while one that refuses after completing the put (keeping
+the old value, setting ``limit_violation``) passes it; a missing IOC fails its connection and
+skips the rest.
 """
 
 from __future__ import annotations
@@ -47,9 +49,13 @@ def test_the_simulated_instrument_passes(sim_ioc):
     assert "Traceback" not in done.stderr
 
 
-def permissive_pot(prefix: str) -> PVGroup:
-    """A potentiostat IOC that serves every documented PV and takes every put as it comes."""
-    body = {}
+def permissive_pot(prefix: str, *, refuse_late: bool = False) -> PVGroup:
+    """A potentiostat IOC that serves every documented PV and takes every put as it comes.
+
+    ``refuse_late``: a bias put completes, keeps the old value and sets ``limit_violation``,
+    as an IOC that refuses through a record's alarm fields rather than a failed put.
+    """
+    body: dict = {}
     for row in documented_pvs("pot"):
         value = POT_VALUES.get(row.name)
         if row.kind == "ENUM":
@@ -63,6 +69,13 @@ def permissive_pot(prefix: str) -> PVGroup:
             body[row.name] = pvproperty(value=int(value or 0))
         else:
             body[row.name] = pvproperty(value=float(value or 0.0))
+    if refuse_late:
+
+        async def refuse_after_completion(group, instance, value):
+            await group.limit_violation.write(1)
+            return instance.value
+
+        body["bias"] = body["bias"].putter(refuse_after_completion)
     return type("PermissivePot", (PVGroup,), body)(prefix=f"{prefix}pot:")
 
 
@@ -98,3 +111,14 @@ def test_a_missing_ioc_fails_its_connection_and_skips_the_rest(free_port):
         "SKIP  stage: stop a move: not connected",
     ]
     assert "Traceback" not in done.stderr
+
+
+def test_a_refusal_after_completion_counts_as_a_refusal(serve_in_thread):
+    prefix = f"qdalm{uuid.uuid4().hex[:8]}:"
+    ioc = serve_in_thread(permissive_pot(prefix, refuse_late=True))
+    done = check_instrument("--prefix", prefix, "--port", str(ioc.port), "--only", "pot")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        "PASS  pot: IOC refuses an unsafe bias: +1.10 V refused after the put completed "
+        "(severity 0, limit_violation 1)" in done.stdout.splitlines()
+    )

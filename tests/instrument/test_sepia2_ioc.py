@@ -123,6 +123,21 @@ def test_a_lock_set_at_the_laser_switches_emission_off(sepia):
     assert ca_read(f"{prefix}laser:soft_lock", repeater=False).data[0] == b"on"
 
 
+def test_a_library_error_alarms_the_status_and_refuses_the_put(sepia):
+    fake, prefix, laser = sepia
+    fake.inject_error("SEPIA2_SLM_SetIntensityFineStep", -6002)
+    with pytest.raises(ErrorResponseReceived, match="SEPIA2_SLM_SetIntensityFineStep failed"):
+        ca_write(f"{prefix}laser:power", 40e-9, notify=True, repeater=False, timeout=5)
+    status = ca_read(f"{prefix}laser:status", data_type="time", repeater=False, timeout=5)
+    assert status.metadata.severity == 2  # MAJOR: a fault of the laser driver
+    assert b"SLM: illegal intensity" in bytes(status.data)
+    assert laser.power.get(use_monitor=False) == pytest.approx(30e-9)
+    laser.power.set(40e-9).wait(5)  # the next request goes through and clears the alarm
+    status = ca_read(f"{prefix}laser:status", data_type="time", repeater=False, timeout=5)
+    assert status.metadata.severity == 0
+    assert fake.intensity_permille == CALIBRATION.permille_for(40e-9)
+
+
 def test_the_start_command_serves_the_sepia_backend_and_passes_the_checks(tmp_path, free_port):
     calibration = tmp_path / "cal.csv"
     calibration.write_text("intensity_permille,power_w\n0,0\n400,0\n600,2e-8\n1000,3e-7\n")
