@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -39,9 +40,15 @@ def sepia(serve_in_thread):
     laser.destroy()
 
 
-def _wait(predicate, timeout=5.0):
-    import time
+def _answers(pv: str) -> bool:
+    try:
+        ca_read(pv, repeater=False, timeout=0.5)
+    except TimeoutError:
+        return False
+    return True
 
+
+def _wait(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -149,7 +156,9 @@ def test_the_start_command_serves_the_sepia_backend_and_passes_the_checks(tmp_pa
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         use_loopback_ioc(port)
-        reading = ca_read(f"{prefix}laser:intensity", repeater=False, timeout=30)
+        # Short searches, repeated: the first answers as soon as the process serves.
+        assert _wait(lambda: _answers(f"{prefix}laser:intensity"), timeout=60)
+        reading = ca_read(f"{prefix}laser:intensity", repeater=False, timeout=5)
         assert reading.data[0] == CALIBRATION.permille_for(30e-9)
         emission = ca_read(f"{prefix}laser:emission", repeater=False, timeout=5)
         assert emission.data[0] == b"off"
