@@ -12,14 +12,20 @@ class Laser(Device):
     """A picosecond pulsed diode laser behind a safety interlock (``{P}laser:``).
 
     ``emission`` (``"off"``/``"on"``) and ``interlock`` (``"closed"``/``"open"``) are read in
-    every event; power (W at the sample), repetition rate (Hz) and wavelength (m) are
-    configuration, recorded in the descriptors.
+    every event; power (W at the sample), the driver's intensity (per mille) that set it,
+    repetition rate (Hz) and wavelength (m) are configuration, recorded in the descriptors.
+    ``interlock`` is the hardware interlock alone (key switch, power line; its cause in
+    ``interlock_cause``); the software lock is ``soft_lock``, ``on`` whenever emission is off.
     """
 
     emission = enum("emission", kind=Kind.normal)
     interlock = enum("interlock", kind=Kind.normal)
     power = rw("power", kind=Kind.config)
+    intensity = ro("intensity", kind=Kind.config)
     rep_rate = rw("rep_rate", kind=Kind.config)
+    frequency = enum("frequency", kind=Kind.omitted)
+    interlock_cause = enum("interlock_cause", kind=Kind.omitted)
+    soft_lock = enum("soft_lock", kind=Kind.omitted)
     wavelength = ro("wavelength", kind=Kind.config)
     status = text("status", kind=Kind.omitted)
 

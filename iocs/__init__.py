@@ -5,6 +5,7 @@ One PVGroup per instrument, in the style of caproto's ``ioc_examples``; each als
     python -m qd_bluesky.iocs.potentiostat --prefix qd: --list-pvs
     python -m qd_bluesky.iocs.tcspc --prefix qd: --data-dir /tmp/photons
     python -m qd_bluesky.iocs.laser --prefix qd:
+    python -m qd_bluesky.iocs.laser --backend sepia2 --calibration power.csv  # a Sepia II
     python -m qd_bluesky.iocs.stage --prefix qd:
 
 and all four together on one simulated sample with ``qd-bluesky sim`` (or
@@ -19,6 +20,7 @@ implements the same protocol.
 from ._backends import (
     BackendFault,
     LaserBackend,
+    LaserLocks,
     PhotonBlock,
     PotentiostatBackend,
     StageBackend,
@@ -47,6 +49,7 @@ __all__ = [
     "FaultInjectingBackend",
     "LaserBackend",
     "LaserIOC",
+    "LaserLocks",
     "PhotonBlock",
     "PotentiostatBackend",
     "PotentiostatIOC",

@@ -14,7 +14,7 @@ and one log line, and keeps serving.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,8 +75,44 @@ class PotentiostatBackend(Protocol):
         ...
 
 
+class LaserLocks(NamedTuple):
+    """What stops a laser emitting, each cause on its own (a Sepia II's "locked" mixes them)."""
+
+    interlock_open: bool
+    """The hardware interlock (key switch or power line) stops emission."""
+    cause: str
+    """``"none"``, ``"key"`` or ``"power failure"``."""
+    soft_lock: bool
+    """The software lock (emission switched off by a client) is set."""
+
+
 class LaserBackend(Protocol):
     """A pulsed laser behind a safety interlock."""
+
+    @property
+    def rep_rates_hz(self) -> tuple[float, ...]:
+        """The repetition rates (Hz) the laser offers, the choices of the ``frequency`` PV."""
+        ...
+
+    @property
+    def intensity_permille(self) -> int:
+        """The driver's intensity (per mille) the last :meth:`set_output` set."""
+        ...
+
+    @property
+    def emission_at_start(self) -> bool:
+        """Whether the IOC switches emission on at start (a simulation; never a real laser)."""
+        ...
+
+    def read_locks(self) -> LaserLocks:
+        """The interlock and the soft lock now (the IOC polls it).
+
+        Raises
+        ------
+        BackendFault
+            The laser driver failed.
+        """
+        ...
 
     @property
     def rep_rate_locked(self) -> bool:
@@ -91,8 +127,11 @@ class LaserBackend(Protocol):
 
         Raises
         ------
+        ValueError
+            The laser cannot do what is asked (a power outside its calibration, a rate not in
+            :attr:`rep_rates_hz`, emission while locked); one line, the put is refused.
         BackendFault
-            The laser driver refused or failed.
+            The laser driver failed.
         """
         ...
 
@@ -101,6 +140,8 @@ class LaserBackend(Protocol):
 
         Raises
         ------
+        ValueError
+            The interlock is an input of this laser: it cannot be set.
         BackendFault
             The laser driver failed.
         """

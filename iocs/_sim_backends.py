@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._backends import LaserLocks
+from ._power_calibration import SIMULATED_CALIBRATION, SLM_828_RATES_HZ
+
 if TYPE_CHECKING:
     from ._backends import PhotonBlock
 
@@ -172,17 +175,40 @@ class SimulatedPotentiostat(_CellReadings):
 
 
 class SimulatedLaser(_OnSample):
-    """:class:`~._backends.LaserBackend` on a :class:`SimulatedSample`."""
+    """:class:`~._backends.LaserBackend` on a :class:`SimulatedSample`.
+
+    It offers the SLM 828's internal frequencies and reports the intensity of a simulated
+    calibration; the sample gets the power asked for, unrounded. Opening its interlock is
+    turning the key.
+    """
+
+    rep_rates_hz = SLM_828_RATES_HZ
+    emission_at_start = True
+
+    def __init__(self, sample: SimulatedSample) -> None:
+        super().__init__(sample)
+        self.intensity_permille = SIMULATED_CALIBRATION.permille_for(sample.power_w)
+        self._soft_lock = not sample.emission
 
     @property
     def rep_rate_locked(self) -> bool:
         return self.sample.acquiring
 
     def set_output(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
+        if rep_rate_hz not in self.rep_rates_hz:
+            raise ValueError(f"{rep_rate_hz:g} Hz is not one of the laser's repetition rates")
+        if emission and self.sample.interlock_open:
+            raise ValueError("the interlock is open: close it before switching emission on")
+        permille = SIMULATED_CALIBRATION.permille_for(power_w)
         self.sample.set_laser(emission=emission, power_w=power_w, rep_rate_hz=rep_rate_hz)
+        self.intensity_permille, self._soft_lock = permille, not emission
 
     def set_interlock(self, is_open: bool) -> None:
         self.sample.interlock_open = bool(is_open)
+
+    def read_locks(self) -> LaserLocks:
+        is_open = self.sample.interlock_open
+        return LaserLocks(is_open, "key" if is_open else "none", self._soft_lock)
 
 
 class SimulatedStage(_OnSample):

@@ -31,6 +31,7 @@ _COMMANDS = {
     "queueserver": "._queueserver",
     "serve-catalog": "._serve",
     "validate": "._validate",
+    "check-instrument": "._check",
 }
 
 EXIT_USAGE = 2

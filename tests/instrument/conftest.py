@@ -8,7 +8,9 @@ port; the test process reaches it through ``EPICS_CA_ADDR_LIST`` entries ``127.0
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,12 @@ os.environ["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
 os.environ.setdefault("EPICS_CA_ADDR_LIST", "")
 
 import qd_bluesky.devices as qd_devices  # noqa: E402  (chooses the caproto control layer)
-from qd_bluesky.iocs import SimulatedInstrumentProcess, free_port_pair  # noqa: E402
+from qd_bluesky.iocs import (  # noqa: E402
+    SimulatedInstrumentProcess,
+    free_port_pair,
+    loopback_environment,
+    use_loopback_ioc,
+)
 
 #: Seconds the devices may take to connect once the server is up.
 CONNECT_TIMEOUT_S = 20.0
@@ -146,3 +153,67 @@ def ramp_meter():
 def waiter():
     """``waiter(predicate, timeout) -> last value`` (see :func:`wait_for`)."""
     return wait_for
+
+
+class ThreadIoc:
+    """PVGroups served by caproto's asyncio server in a daemon thread of the test process.
+
+    For IOCs whose backend a test holds (e.g. a fake library whose key switch it turns), or
+    small IOCs defined in a test; clients reach them over CA as any other.
+    """
+
+    def __init__(self, groups, port: int) -> None:
+        from caproto.asyncio.server import start_server
+
+        self.port = port
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        pvdb = {name: pv for group in groups for name, pv in group.pvdb.items()}
+
+        async def hook(async_lib) -> None:
+            self.ready.set()
+
+        self.task = self.loop.create_task(
+            start_server(pvdb, interfaces=["127.0.0.1"], startup_hook=hook)
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.task)
+        except asyncio.CancelledError:
+            pass
+
+    def start(self) -> ThreadIoc:
+        env = loopback_environment(self.port)
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)  # the server reads its port from the environment
+        try:
+            self.thread.start()
+            assert self.ready.wait(30), "the IOC thread did not start"
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        use_loopback_ioc(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def serve_in_thread():
+    """``serve_in_thread(*groups) -> ThreadIoc`` on a free port, stopped after the test."""
+    started: list[ThreadIoc] = []
+
+    def serve(*groups) -> ThreadIoc:
+        started.append(ThreadIoc(groups, free_port_pair()).start())
+        return started[-1]
+
+    yield serve
+    for ioc in started:
+        ioc.stop()
