@@ -3,6 +3,7 @@
 One PVGroup per instrument, in the style of caproto's ``ioc_examples``; each also runs alone::
 
     python -m qd_bluesky.iocs.potentiostat --prefix qd: --list-pvs
+    python -m qd_bluesky.iocs.potentiostat --backend emstat --serial /dev/ttyACM0
     python -m qd_bluesky.iocs.tcspc --prefix qd: --data-dir /tmp/photons
     python -m qd_bluesky.iocs.laser --prefix qd:
     python -m qd_bluesky.iocs.stage --prefix qd:
@@ -13,18 +14,24 @@ and all four together on one simulated sample with ``qd-bluesky sim`` (or
 Each PVGroup talks to its instrument through a backend (``PotentiostatBackend``,
 ``LaserBackend``, ``StageBackend``, ``TcspcBackend``): the simulated ones share one sample, a
 ``FaultInjectingBackend`` wraps any of them to make operations fail, and a real driver
-implements the same protocol.
+implements the same protocol: ``EmStatPotentiostat`` (a PalmSens EmStat over MethodSCRIPT),
+tested against ``EmStatEmulator`` (MethodSCRIPT on a pseudo-terminal).
 """
 
 from ._backends import (
     BackendFault,
     LaserBackend,
+    NotSupportedError,
     PhotonBlock,
     PotentiostatBackend,
+    PotentiostatSettings,
     StageBackend,
+    StreamingCv,
     TcspcBackend,
 )
 from ._common import RefusedError
+from ._emstat import EmStatPotentiostat
+from ._emstat_emulator import EmStatEmulator
 from ._faults import FaultInjectingBackend
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
@@ -44,12 +51,16 @@ from ._tcspc import TcspcIOC
 __all__ = [
     "BackendFault",
     "CyclicVoltammetryIOC",
+    "EmStatEmulator",
+    "EmStatPotentiostat",
     "FaultInjectingBackend",
     "LaserBackend",
     "LaserIOC",
+    "NotSupportedError",
     "PhotonBlock",
     "PotentiostatBackend",
     "PotentiostatIOC",
+    "PotentiostatSettings",
     "RefusedError",
     "SimulatedInstrument",
     "SimulatedInstrumentProcess",
@@ -60,6 +71,7 @@ __all__ = [
     "SimulatedTcspc",
     "StageBackend",
     "StageIOC",
+    "StreamingCv",
     "TcspcBackend",
     "TcspcIOC",
     "free_port_pair",

@@ -259,9 +259,16 @@ class PotentiostatIOC(PVGroup):
             "ir_comp_resistance": ("ir_compensation_ohm", float),
             "trigger_output": ("trigger_output_enabled", lambda v: "on" if v else "off"),
         }
+        initial["cell_on"] = ("cell_is_on", lambda v: "on" if v else "off")
         for pv, (attr, convert) in initial.items():
             if hasattr(backend, attr):
                 getattr(self, pv)._data["value"] = convert(getattr(backend, attr))
+
+    def close(self) -> None:
+        """Release the instrument (the server calls it on shutdown)."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
     async def _set_backend(self, attr: str, value, what: str) -> None:
         """Set the backend's ``attr``; a lacking feature or a fault refuses the put."""
