@@ -32,7 +32,7 @@ def record_alarm(signal: Signal) -> tuple[int, int, Any]:
     pv = getattr(signal, "_write_pv", None) or signal._read_pv  # pyright: ignore
     info = pv.get_with_metadata(form="time", timeout=ALARM_READ_S, use_monitor=False)
     if info is None:
-        raise TimeoutError(f"no answer from {signal.pvname}")
+        raise TimeoutError(f"no answer from {getattr(signal, 'pvname', signal.name)}")
     return int(info.get("severity", 0)), int(info.get("status", 0)), info.get("value")
 
 
@@ -55,7 +55,8 @@ def alarm_refusal(name: str, request: str, signals: Iterable[Signal]) -> BaseExc
             if hasattr(value, "__len__") and not isinstance(value, str) and len(value) == 1:
                 value = value[0]
             return RefusedByAlarmError(
-                f"{name}: the IOC refused {request}: {signal.pvname} completed the put "
+                f"{name}: the IOC refused {request}: {getattr(signal, 'pvname', signal.name)} "
+                "completed the put "
                 f"with a {sevr} alarm (STAT {stat}), its value is {value!r}"
             )
     return None

@@ -6,11 +6,7 @@ EPICS-base record does: alarm, old value, put callback completed with success.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -20,7 +16,6 @@ from ophyd.status import StatusBase
 from qd_bluesky.devices import RefusedByAlarmError
 from qd_bluesky.devices._positioner import GuardedPositioner
 from qd_bluesky.devices._signals import operation, ro, rw
-from qd_bluesky.iocs import loopback_environment, use_loopback_ioc
 
 IOC_SCRIPT = Path(__file__).with_name("base_record_ioc.py")
 
@@ -34,35 +29,14 @@ class Axis(GuardedPositioner):
 
 
 @pytest.fixture(scope="module")
-def base_ioc(tmp_path_factory):
-    from qd_bluesky.iocs import free_port_pair
-
-    prefix, port = f"qdb{uuid.uuid4().hex[:8]}:", free_port_pair()
-    proc = subprocess.Popen(
-        [sys.executable, "-P", str(IOC_SCRIPT), "--prefix", prefix, "--interfaces", "127.0.0.1"],
-        env={**os.environ, **loopback_environment(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ready, lines = threading.Event(), []
-
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "Server startup complete" in line:
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    assert ready.wait(60) and proc.poll() is None, "".join(lines)
-    use_loopback_ioc(port)
+def base_ioc(ioc_subprocess):
+    prefix = f"qdb{uuid.uuid4().hex[:8]}:"
+    ioc = ioc_subprocess([sys.executable, "-P", str(IOC_SCRIPT), "--prefix", prefix]).start()
     axis = Axis(prefix, name="axis")
     axis.wait_for_connection(timeout=20)
     yield axis
     axis.destroy()
-    proc.send_signal(signal.SIGINT)
-    proc.wait(15)
+    ioc.stop()
 
 
 def test_a_move_the_record_takes_succeeds(base_ioc) -> None:
