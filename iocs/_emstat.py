@@ -105,17 +105,8 @@ class EmStatPotentiostat:
         baudrate: int = 230400,
         open_serial: Callable[..., Any] | None = None,
     ) -> None:
-        if open_serial is None:
-            import serial
-
-            def open_serial(port: str, baudrate: int, timeout: float) -> Any:
-                try:
-                    return serial.Serial(port, baudrate=baudrate, timeout=timeout)
-                except serial.SerialException as exc:
-                    raise OSError(f"cannot open {port}: {exc}") from None
-
         self.port = port
-        self._serial = open_serial(port, baudrate, 0.05)
+        self._serial = (open_serial or _open_pyserial)(port, baudrate, 0.05)
         self._buffer = b""
         self._streaming = False
         self._stream_points: list[tuple[float, float]] = []
@@ -401,6 +392,15 @@ class EmStatPotentiostat:
         for package in packages:
             self._bias_v, self._current_a = self._read_package(package)
             self._stream_points.append((self._bias_v, self._current_a))
+
+
+def _open_pyserial(port: str, baudrate: int, timeout: float) -> Any:
+    import serial  # only an EmStat needs pyserial
+
+    try:
+        return serial.Serial(port, baudrate=baudrate, timeout=timeout)
+    except serial.SerialException as exc:
+        raise OSError(f"cannot open {port}: {exc}") from None
 
 
 def _pulse() -> list[str]:
