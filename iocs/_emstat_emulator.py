@@ -92,7 +92,7 @@ class EmStatEmulator:
         self.port = os.ttyname(self._slave)
         self._write_lock = threading.Lock()
         self._abort = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._script_running = False
         self._closed = False
         self._reader = threading.Thread(target=self._serve, name="emstat-emulator", daemon=True)
 
@@ -157,7 +157,7 @@ class EmStatEmulator:
                 self._write(f"{line[0]}{ERR_UNKNOWN_COMMAND}\n")
 
     def _running(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self._script_running
 
     def _start_script(self, lines: list[str]) -> None:
         if self._running():  # the instrument takes one script at a time
@@ -165,9 +165,9 @@ class EmStatEmulator:
             return
         self.scripts.append(lines)
         self._abort.clear()
+        self._script_running = True
         self._write("e\n")
-        self._worker = threading.Thread(target=self._run, args=(lines,), daemon=True)
-        self._worker.start()
+        threading.Thread(target=self._run, args=(lines,), daemon=True).start()
 
     # -- the script -----------------------------------------------------------------------
 
@@ -186,6 +186,8 @@ class EmStatEmulator:
             self._block(finished, abortable=False)
         except (_Aborted, _ScriptError):
             pass
+        # Idle before the end line: a client may send its next script as soon as it reads it.
+        self._script_running = False
         self._write("\n")
 
     def _block(self, lines: list[str], *, abortable: bool = True) -> None:
