@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -62,6 +63,13 @@ def alarm_refusal(name: str, request: str, signals: Iterable[Signal]) -> BaseExc
     return None
 
 
+def _same(value: Any, target: float) -> bool:
+    try:
+        return math.isclose(float(value), float(target), rel_tol=1e-9, abs_tol=1e-12)
+    except (TypeError, ValueError):
+        return False
+
+
 def _name(enum_type, code: int) -> str:
     try:
         return enum_type(code).name
@@ -113,18 +121,23 @@ class GuardedPositioner(PVPositionerPC):
 
     def _done_moving(self, success: bool = True, **kwargs: Any) -> None:
         pending = self._pending
-        if success and isinstance(pending, MoveStatus) and not pending.done:
-            target = f"{self._pending_target:g} {self.egu}".strip()
-            refusal = alarm_refusal(self.name, f"the move to {target}", self.alarm_signals())
-            if refusal is not None:
-                self.fail_move(pending, refusal)
-                success = False
         if success:
-            self._sync_readback()
+            final = self._sync_readback()
+            target = self._pending_target
+            # A move that arrived needs no second look; one that did not may have been
+            # refused the EPICS-base way (alarm, old value, completed put callback).
+            arrived = final is not None and target is not None and _same(final, target)
+            if isinstance(pending, MoveStatus) and not pending.done and not arrived:
+                request = f"the move to {target:g} {self.egu}".strip()
+                refusal = alarm_refusal(self.name, request, self.alarm_signals())
+                if refusal is not None:
+                    self.fail_move(pending, refusal)
+                    success = False
         super()._done_moving(success=success, **kwargs)
 
-    def _sync_readback(self, timeout: float = READBACK_SYNC_S) -> None:
-        """Wait until the cached readback holds the final value before the move finishes.
+    def _sync_readback(self, timeout: float = READBACK_SYNC_S) -> Any:
+        """Wait until the cached readback holds the final value before the move finishes;
+        return that value (None if it cannot be read).
 
         CA may deliver the put completion before the last readback monitor, and ``read()``
         right after ``bps.mv`` must see where the device ended, not where it was a tick ago.
@@ -138,7 +151,8 @@ class GuardedPositioner(PVPositionerPC):
             ):
                 time.sleep(0.002)
         except Exception:  # noqa: BLE001 - a lost IOC is reported by the move itself
-            return
+            return None
+        return final
 
     def fail_move(self, status: StatusBase, exc: BaseException) -> None:
         """End the pending move ``status`` with ``exc``.
