@@ -85,6 +85,8 @@ class EmStatPotentiostat:
         Serial device, e.g. ``/dev/ttyACM0`` (or the emulator's pseudo-terminal).
     baudrate
         230400 for the EmStat4 and the Pico's USB port.
+    timeout_s
+        Seconds the instrument may take to answer a short script (or the ``t`` command).
     open_serial
         ``open_serial(port, baudrate, timeout) -> serial object`` (default pyserial's
         ``Serial``); the object needs ``write``, ``readline``, ``read``, ``in_waiting``,
@@ -103,9 +105,11 @@ class EmStatPotentiostat:
         port: str,
         *,
         baudrate: int = 230400,
+        timeout_s: float = SCRIPT_TIMEOUT_S,
         open_serial: Callable[..., Any] | None = None,
     ) -> None:
         self.port = port
+        self.timeout_s = float(timeout_s)
         self._serial = (open_serial or _open_pyserial)(port, baudrate, 0.05)
         self._buffer = b""
         self._streaming = False
@@ -160,7 +164,7 @@ class EmStatPotentiostat:
         time.sleep(0.05)
         self._serial.read(max(0, self._serial.in_waiting))
         self._write("t\n")
-        deadline = time.monotonic() + SCRIPT_TIMEOUT_S
+        deadline = time.monotonic() + self.timeout_s
         try:
             first = self._readline(deadline)
             second = first
@@ -182,7 +186,7 @@ class EmStatPotentiostat:
     def _run(self, lines: list[str]) -> list:
         """Run a short script; return its data packages (a ``!`` answer is a fault)."""
         self._send_script(lines)
-        deadline = time.monotonic() + SCRIPT_TIMEOUT_S
+        deadline = time.monotonic() + self.timeout_s
         packages = []
         while True:
             line = self._readline(deadline)
@@ -381,7 +385,7 @@ class EmStatPotentiostat:
         if not self._streaming:
             return
         self._write("Z\n")
-        deadline = time.monotonic() + SCRIPT_TIMEOUT_S
+        deadline = time.monotonic() + self.timeout_s
         packages: list = []
         while True:
             line = self._readline(deadline)
@@ -408,9 +412,9 @@ def _pulse() -> list[str]:
     return ["set_gpio 1i", "wait 1m", "set_gpio 0i"]
 
 
-def open_emstat(port: str) -> EmStatPotentiostat:
+def open_emstat(port: str, *, timeout_s: float = SCRIPT_TIMEOUT_S) -> EmStatPotentiostat:
     """The EmStat on ``port``, or a one-line error (``ValueError``) naming what failed."""
     try:
-        return EmStatPotentiostat(port)
+        return EmStatPotentiostat(port, timeout_s=timeout_s)
     except (OSError, BackendFault) as exc:
         raise ValueError(f"EmStat on {port}: {exc}") from None

@@ -22,7 +22,7 @@ def test_a_silent_port_is_not_an_instrument() -> None:
     tty.setraw(slave)
     try:
         with pytest.raises(ValueError, match="no MethodSCRIPT instrument answers"):
-            open_emstat(os.ttyname(slave))
+            open_emstat(os.ttyname(slave), timeout_s=0.3)
     finally:
         os.close(master)
         os.close(slave)
