@@ -21,6 +21,7 @@ from ._errors import (  # noqa: E402
     InstrumentNotConnectedError,
     InterlockOpenError,
     IocLostError,
+    RefusedByAlarmError,
     StoppedError,
     UnsafeBiasError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "InstrumentBusyError",
     "InstrumentError",
     "InstrumentNotConnectedError",
+    "RefusedByAlarmError",
     "InterlockOpenError",
     "IocLostError",
     "Laser",

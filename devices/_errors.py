@@ -31,3 +31,11 @@ class InstrumentBusyError(InstrumentError):
 
 class StoppedError(InstrumentError):
     """A move or a scan was stopped (``stop()``, an abort) before it finished."""
+
+
+class RefusedByAlarmError(InstrumentError):
+    """The IOC completed a put but left its record in a MAJOR/INVALID alarm: refused.
+
+    An EPICS-base record that refuses a value (a driver's write error, a value beyond what
+    the hardware takes) still completes the put callback; the alarm is the refusal.
+    """

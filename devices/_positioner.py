@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from ophyd import Component, EpicsSignal, EpicsSignalRO, PVPositionerPC, Signal
 from ophyd.positioner import PositionerBase
 from ophyd.status import MoveStatus, StatusBase
+from ophyd.utils.epics_pvs import AlarmSeverity, AlarmStatus
 
-from ._errors import IocLostError, StoppedError
+from ._errors import IocLostError, RefusedByAlarmError, StoppedError
 from ._status import (
     bounded_timeout,
     fail_on_disconnect,
@@ -21,6 +23,58 @@ from ._status import (
 
 #: Longest wait for the last readback monitor after a put completion (s).
 READBACK_SYNC_S = 1.0
+#: Budget of the fresh read of a record's alarm after a put completion (s).
+ALARM_READ_S = 2.0
+
+
+def record_alarm(signal: Signal) -> tuple[int, int, Any]:
+    """(SEVR, STAT, value) of the record behind ``signal``, read fresh from the IOC."""
+    # ophyd's public get() drops the alarm fields; the PV's own read keeps them.
+    pv = getattr(signal, "_write_pv", None) or signal._read_pv  # pyright: ignore
+    info = pv.get_with_metadata(form="time", timeout=ALARM_READ_S, use_monitor=False)
+    if info is None:
+        raise TimeoutError(f"no answer from {getattr(signal, 'pvname', signal.name)}")
+    return int(info.get("severity", 0)), int(info.get("status", 0)), info.get("value")
+
+
+def alarm_refusal(name: str, request: str, signals: Iterable[Signal]) -> BaseException | None:
+    """The error if a put of ``request`` completed with a MAJOR/INVALID alarm on ``signals``.
+
+    An EPICS-base record that refuses a value keeps its old value, raises an alarm (e.g.
+    SEVR=INVALID STAT=WRITE) and still completes the put callback. A MINOR alarm is a
+    warning, not a refusal. A failed read returns None: a lost IOC is reported by the
+    operation itself.
+    """
+    for signal in signals:
+        try:
+            severity, status, value = record_alarm(signal)
+        except Exception:  # noqa: BLE001 - see above
+            return None
+        if severity >= AlarmSeverity.MAJOR:
+            sevr = _name(AlarmSeverity, severity)
+            stat = _name(AlarmStatus, status)
+            if hasattr(value, "__len__") and not isinstance(value, str) and len(value) == 1:
+                value = value[0]
+            return RefusedByAlarmError(
+                f"{name}: the IOC refused {request}: {getattr(signal, 'pvname', signal.name)} "
+                "completed the put "
+                f"with a {sevr} alarm (STAT {stat}), its value is {value!r}"
+            )
+    return None
+
+
+def _same(value: Any, target: float) -> bool:
+    try:
+        return math.isclose(float(value), float(target), rel_tol=1e-9, abs_tol=1e-12)
+    except (TypeError, ValueError):
+        return False
+
+
+def _name(enum_type, code: int) -> str:
+    try:
+        return enum_type(code).name
+    except ValueError:
+        return str(code)
 
 
 class GuardedPositioner(PVPositionerPC):
@@ -61,13 +115,29 @@ class GuardedPositioner(PVPositionerPC):
             f"last readback {last}"
         )
 
+    def alarm_signals(self) -> tuple[Signal, ...]:
+        """Signals whose record alarm at a put completion means the IOC refused the move."""
+        return (self.setpoint,)
+
     def _done_moving(self, success: bool = True, **kwargs: Any) -> None:
+        pending = self._pending
         if success:
-            self._sync_readback()
+            final = self._sync_readback()
+            target = self._pending_target
+            # A move that arrived needs no second look; one that did not may have been
+            # refused the EPICS-base way (alarm, old value, completed put callback).
+            arrived = final is not None and target is not None and _same(final, target)
+            if isinstance(pending, MoveStatus) and not pending.done and not arrived:
+                request = f"the move to {target:g} {self.egu}".strip()
+                refusal = alarm_refusal(self.name, request, self.alarm_signals())
+                if refusal is not None:
+                    self.fail_move(pending, refusal)
+                    success = False
         super()._done_moving(success=success, **kwargs)
 
-    def _sync_readback(self, timeout: float = READBACK_SYNC_S) -> None:
-        """Wait until the cached readback holds the final value before the move finishes.
+    def _sync_readback(self, timeout: float = READBACK_SYNC_S) -> Any:
+        """Wait until the cached readback holds the final value before the move finishes;
+        return that value (None if it cannot be read).
 
         CA may deliver the put completion before the last readback monitor, and ``read()``
         right after ``bps.mv`` must see where the device ended, not where it was a tick ago.
@@ -81,7 +151,8 @@ class GuardedPositioner(PVPositionerPC):
             ):
                 time.sleep(0.002)
         except Exception:  # noqa: BLE001 - a lost IOC is reported by the move itself
-            return
+            return None
+        return final
 
     def fail_move(self, status: StatusBase, exc: BaseException) -> None:
         """End the pending move ``status`` with ``exc``.
@@ -175,6 +246,7 @@ class GuardedPositioner(PVPositionerPC):
         target: float,
         watch: Iterable[Signal] = (),
         verify: Callable[[], BaseException | None] | None = None,
+        alarm_of: Iterable[Signal] = (),
     ) -> StatusBase:
         """Tie ``status`` to an operation this IOC runs by put completion (e.g. a CV scan).
 
@@ -197,6 +269,9 @@ class GuardedPositioner(PVPositionerPC):
             Further signals whose disconnection means the IOC is gone.
         verify
             Called at the put completion; an error it returns fails the status.
+        alarm_of
+            Signals whose MAJOR/INVALID record alarm at the put completion fails the status
+            (the refusal of an EPICS-base record, see :func:`alarm_refusal`).
 
         Returns
         -------
@@ -207,12 +282,20 @@ class GuardedPositioner(PVPositionerPC):
         if status.done:  # the IOC is already gone
             return status
         self.register_pending(status, target)
+        alarm_of = tuple(alarm_of)
+
+        def check() -> BaseException | None:
+            refusal = alarm_refusal(self.name, during, alarm_of)
+            if refusal is None and verify is not None:
+                return verify()
+            return refusal
+
         follow(
             status,
             put(),
             lambda exc: self._translate(exc, during),
             before=self._sync_readback,
-            verify=verify,
+            verify=check,
         )
         return status
 

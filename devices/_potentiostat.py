@@ -83,6 +83,7 @@ class CyclicVoltammetry(Device):
             target=end,
             watch=(self.run, self.progress),
             verify=self._check_finished,
+            alarm_of=(self.run,),
         )
         return status
 
@@ -104,7 +105,8 @@ class CyclicVoltammetry(Device):
 
 
 class Potentiostat(GuardedPositioner):
-    """A potentiostat as a positioner on the bias (V vs the Pt quasi-reference).
+    """A potentiostat as a positioner on the bias (V vs ``reference``, by default the Pt
+    quasi-reference).
 
     ``bps.mv(pot, -1.4)`` returns once the IOC reports the bias settled (put completion);
     its status reports progress to watchers. A bias outside the safe window raises
@@ -119,6 +121,12 @@ class Potentiostat(GuardedPositioner):
         Device name (the data key of the bias readback).
     safe_window
         Client-side (low, high) window in V, default (-2.0, +1.0).
+
+    The instrument's settings are configuration signals: ``current_range`` (ENUM of the
+    instrument's ranges) and ``autorange``, ``compliance`` (V), ``ir_comp`` and
+    ``ir_comp_resistance`` (ohm), ``reference`` (name) and ``reference_offset`` (V),
+    ``trigger_output`` (pulses at bias steps and CV vertices, counted by ``trigger_count``).
+    A put to a setting the instrument lacks fails with the IOC's reason in ``status``.
     """
 
     what = "potentiostat"
@@ -137,6 +145,15 @@ class Potentiostat(GuardedPositioner):
     busy = ro("busy", kind=Kind.omitted)
     status = text("status", kind=Kind.omitted)
     limit_violation = ro("limit_violation", kind=Kind.omitted)
+    current_range = enum("current_range", kind=Kind.config)
+    autorange = enum("autorange", kind=Kind.config)
+    compliance = rw("compliance", kind=Kind.config)
+    ir_comp = enum("ir_comp", kind=Kind.config)
+    ir_comp_resistance = rw("ir_comp_resistance", kind=Kind.config)
+    reference = text("reference", kind=Kind.config, write=True)
+    reference_offset = rw("reference_offset", kind=Kind.config)
+    trigger_output = enum("trigger_output", kind=Kind.config)
+    trigger_count = ro("trigger_count", kind=Kind.omitted)
     cv = Cpt(CyclicVoltammetry, "cv_", kind=Kind.config)
 
     def __init__(

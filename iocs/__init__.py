@@ -3,6 +3,7 @@
 One PVGroup per instrument, in the style of caproto's ``ioc_examples``; each also runs alone::
 
     python -m qd_bluesky.iocs.potentiostat --prefix qd: --list-pvs
+    python -m qd_bluesky.iocs.potentiostat --backend emstat --serial /dev/ttyACM0
     python -m qd_bluesky.iocs.tcspc --prefix qd: --data-dir /tmp/photons
     python -m qd_bluesky.iocs.laser --prefix qd:
     python -m qd_bluesky.iocs.laser --backend sepia2 --calibration power.csv  # a Sepia II
@@ -14,19 +15,25 @@ and all four together on one simulated sample with ``qd-bluesky sim`` (or
 Each PVGroup talks to its instrument through a backend (``PotentiostatBackend``,
 ``LaserBackend``, ``StageBackend``, ``TcspcBackend``): the simulated ones share one sample, a
 ``FaultInjectingBackend`` wraps any of them to make operations fail, and a real driver
-implements the same protocol.
+implements the same protocol: ``EmStatPotentiostat`` (a PalmSens EmStat over MethodSCRIPT),
+tested against ``EmStatEmulator`` (MethodSCRIPT on a pseudo-terminal).
 """
 
 from ._backends import (
     BackendFault,
     LaserBackend,
     LaserLocks,
+    NotSupportedError,
     PhotonBlock,
     PotentiostatBackend,
+    PotentiostatSettings,
     StageBackend,
+    StreamingCv,
     TcspcBackend,
 )
 from ._common import RefusedError
+from ._emstat import EmStatPotentiostat
+from ._emstat_emulator import EmStatEmulator
 from ._faults import FaultInjectingBackend
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
@@ -46,13 +53,17 @@ from ._tcspc import TcspcIOC
 __all__ = [
     "BackendFault",
     "CyclicVoltammetryIOC",
+    "EmStatEmulator",
+    "EmStatPotentiostat",
     "FaultInjectingBackend",
     "LaserBackend",
     "LaserIOC",
     "LaserLocks",
+    "NotSupportedError",
     "PhotonBlock",
     "PotentiostatBackend",
     "PotentiostatIOC",
+    "PotentiostatSettings",
     "RefusedError",
     "SimulatedInstrument",
     "SimulatedInstrumentProcess",
@@ -63,6 +74,7 @@ __all__ = [
     "SimulatedTcspc",
     "StageBackend",
     "StageIOC",
+    "StreamingCv",
     "TcspcBackend",
     "TcspcIOC",
     "free_port_pair",

@@ -86,6 +86,68 @@ class LaserLocks(NamedTuple):
     """The software lock (emission switched off by a client) is set."""
 
 
+class NotSupportedError(BackendFault):
+    """The instrument lacks a feature (e.g. iR compensation); the message names it."""
+
+
+class PotentiostatSettings(Protocol):
+    """Optional settings of a potentiostat backend; the IOC serves each as a PV.
+
+    A backend without an attribute (or whose setter raises :class:`NotSupportedError`) lacks
+    that feature: the PV reads its default and a put to it fails with a one-line status.
+    """
+
+    #: Full scales (A) of the current ranges, smallest first (the ``current_range`` ENUM).
+    current_ranges_a: tuple[float, ...]
+    #: Full scale (A) of the range in use (with autorange on: the range the instrument chose).
+    current_range_a: float
+    #: True while the instrument picks its current range itself.
+    autorange: bool
+    #: Largest |bias| (V) the instrument applies; the safe window must lie inside it.
+    compliance_v: float
+    #: iR compensation: the compensated resistance (ohm) and whether it is applied.
+    ir_compensation_ohm: float
+    ir_compensation_on: bool
+    #: True while the trigger output pulses at every bias step and CV vertex.
+    trigger_output_enabled: bool
+
+    def emit_trigger(self) -> None:
+        """Pulse the trigger output now (if enabled): the IOC calls it at every bias step."""
+        ...
+
+    def drain_trigger_times(self) -> list[float]:
+        """Times (s, the backend's clock) of the trigger pulses since the last call."""
+        ...
+
+
+class StreamingCv(Protocol):
+    """Optional: the instrument runs the CV waveform itself and streams (E, I) points.
+
+    Without it the IOC sweeps the bias itself with :meth:`PotentiostatBackend.apply_bias`.
+    """
+
+    def start_cv(
+        self, start_v: float, vertex_v: float, end_v: float, rate_v_per_s: float, cycles: int
+    ) -> None:
+        """Start the waveform start -> vertex -> end (``cycles`` times) and return at once.
+
+        Raises
+        ------
+        BackendFault
+            The instrument refused the waveform.
+        """
+        ...
+
+    def read_cv(self) -> tuple[list[tuple[float, float]], bool]:
+        """The (bias V, current A) points streamed since the last call, and whether the
+        waveform is over; returns at once."""
+        ...
+
+    def abort(self) -> None:
+        """Stop the running waveform where it is (the bias stays applied)."""
+        ...
+
+
 class LaserBackend(Protocol):
     """A pulsed laser behind a safety interlock."""
 

@@ -80,6 +80,13 @@ class FaultInjectingBackend:
         time.sleep(hang_s)
         raise TimeoutError(message)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A setting (e.g. a potentiostat's autorange) belongs to the wrapped instrument.
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found on the wrapper: the backend's operations.
         if name.startswith("_") or name not in self._faults:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from ._backends import NotSupportedError
 from ._common import (
     BACKEND_FAULTS,
     RefusedError,
@@ -17,6 +18,7 @@ from ._common import (
     logger,
     raise_alarm,
     status_pv,
+    text_pv,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +30,18 @@ DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
 TICK_S = 0.02
 #: Period of the progress PVs of a CV scan (fewer monitor events than the bias readback).
 PROGRESS_PERIOD_S = 0.1
+#: The reference electrode the bias is reported against unless the user names another.
+DEFAULT_REFERENCE = "Pt quasi-reference"
+#: What ``current_range`` offers when the backend has no current ranges.
+NO_RANGES = ("not supported",)
+
+
+def format_current(amps: float) -> str:
+    """A current range as an ENUM string: ``1e-7`` -> ``"100 nA"``."""
+    for factor, unit in ((1.0, "A"), (1e-3, "mA"), (1e-6, "uA"), (1e-9, "nA"), (1e-12, "pA")):
+        if abs(amps) >= factor * 0.999:
+            return f"{amps / factor:.3g} {unit}"
+    return f"{amps:.3g} A"
 
 
 class CyclicVoltammetryIOC(PVGroup):
@@ -130,9 +144,27 @@ class PotentiostatIOC(PVGroup):
     limit_violation
         1 when the last bias (or CV) request was refused for leaving the safe window, else 0;
         every request first resets it to 0, so a refusal is always a 0 -> 1 transition.
+    current_range, autorange
+        Full scale of the current range (ENUM of the instrument's ranges) and ``off``/``on``
+        for automatic ranging; with autorange on, ``current_range`` shows the range in use.
+    compliance
+        Largest |bias| (V) the instrument applies; the safe window must lie inside it.
+    ir_comp, ir_comp_resistance
+        iR compensation ``off``/``on`` and the compensated resistance (ohm).
+    reference, reference_offset
+        Name of the reference electrode the biases are reported against (default
+        ``Pt quasi-reference``) and the potential (V) of the cell's reference electrode
+        against it: the instrument applies ``bias - reference_offset``. A change of the
+        offset shifts the safe window with it, so the electrode sees the same window.
+    trigger_output, trigger_count
+        ``off``/``on``: the trigger output pulses at every bias step (start of a static bias
+        change) and at every leg of a CV (its start and each vertex); the number of pulses.
     cv_start, cv_vertex, cv_end, cv_rate, cv_cycles, cv_run, cv_running, cv_progress,
     cv_elapsed, cv_duration, cv_cycle
         The cyclic-voltammetry waveform, see :class:`CyclicVoltammetryIOC`.
+
+    A put to a setting the backend lacks fails, and ``status`` says
+    ``refused: <setting> is not supported by this potentiostat``.
     """
 
     def __init__(self, *args, backend: PotentiostatBackend, **kwargs) -> None:
@@ -141,6 +173,7 @@ class PotentiostatIOC(PVGroup):
         self._current_fault = False
         self._abort_requested = False
         self._busy = False
+        self._init_settings()
 
     bias = pvproperty(value=0.0, units="V", precision=4, doc="bias setpoint (V)")
     bias_rbv = pvproperty(value=0.0, units="V", precision=4, read_only=True, doc="applied bias")
@@ -177,9 +210,156 @@ class PotentiostatIOC(PVGroup):
     status = status_pv("idle", doc="state, or the reason of the last refusal")
     limit_violation = pvproperty(value=0, read_only=True, doc="last request left the window")
 
+    current_range = pvproperty(
+        value=NO_RANGES[0],
+        dtype=ChannelType.ENUM,
+        enum_strings=NO_RANGES,
+        doc="full scale of the current range",
+    )
+    autorange = pvproperty(
+        value="on", dtype=ChannelType.ENUM, enum_strings=("off", "on"), doc="current autorange"
+    )
+    compliance = pvproperty(
+        value=5.0, units="V", precision=3, doc="largest |bias| the instrument applies"
+    )
+    ir_comp = pvproperty(
+        value="off", dtype=ChannelType.ENUM, enum_strings=("off", "on"), doc="iR compensation"
+    )
+    ir_comp_resistance = pvproperty(
+        value=0.0, units="Ohm", precision=2, doc="compensated resistance (ohm)"
+    )
+    reference = text_pv(DEFAULT_REFERENCE, read_only=False, doc="reference electrode name")
+    reference_offset = pvproperty(
+        value=0.0, units="V", precision=4, doc="cell reference electrode vs the named one (V)"
+    )
+    trigger_output = pvproperty(
+        value="off",
+        dtype=ChannelType.ENUM,
+        enum_strings=("off", "on"),
+        doc="pulse at every bias step and CV vertex",
+    )
+    trigger_count = pvproperty(value=0, read_only=True, doc="trigger pulses emitted")
+
     cv = SubGroup(CyclicVoltammetryIOC, prefix="cv_")
 
+    # -- optional settings of the backend -------------------------------------------------
+
+    def _init_settings(self) -> None:
+        """Start the settings PVs from the backend's state (before the server runs)."""
+        backend = self.backend
+        ranges = tuple(getattr(backend, "current_ranges_a", ()) or ())
+        if ranges:
+            names = tuple(format_current(r) for r in ranges)
+            self.current_range._data["enum_strings"] = names
+            self.current_range._data["value"] = format_current(backend.current_range_a)
+        initial = {
+            "autorange": ("autorange", lambda v: "on" if v else "off"),
+            "compliance": ("compliance_v", float),
+            "ir_comp": ("ir_compensation_on", lambda v: "on" if v else "off"),
+            "ir_comp_resistance": ("ir_compensation_ohm", float),
+            "trigger_output": ("trigger_output_enabled", lambda v: "on" if v else "off"),
+        }
+        initial["cell_on"] = ("cell_is_on", lambda v: "on" if v else "off")
+        for pv, (attr, convert) in initial.items():
+            if hasattr(backend, attr):
+                getattr(self, pv)._data["value"] = convert(getattr(backend, attr))
+
+    def close(self) -> None:
+        """Release the instrument (the server calls it on shutdown)."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
+    async def _set_backend(self, attr: str, value, what: str) -> None:
+        """Set the backend's ``attr``; a lacking feature or a fault refuses the put."""
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        await clear_alarm(self.status)
+        if not hasattr(self.backend, attr):
+            await self.refuse(f"{what} is not supported by this potentiostat")
+        try:
+            setattr(self.backend, attr, value)
+        except NotSupportedError as exc:
+            await self.refuse(f"{what} is not supported by this potentiostat ({exc})")
+        except (*BACKEND_FAULTS, ValueError) as exc:
+            await self.refuse(f"{what} {value!r} refused: {exc}")
+        await self.status.write(f"{what} set to {value}")
+
+    @current_range.putter
+    async def current_range(self, instance, value):
+        names = instance.enum_strings
+        ranges = tuple(getattr(self.backend, "current_ranges_a", ()) or ())
+        if not ranges:
+            await self.refuse("the current range is not supported by this potentiostat")
+        await self._set_backend("current_range_a", ranges[names.index(value)], "current range")
+        return value
+
+    @autorange.putter
+    async def autorange(self, instance, value):
+        await self._set_backend("autorange", value == "on", "current autorange")
+        return value
+
+    @compliance.putter
+    async def compliance(self, instance, value):
+        value = float(value)
+        low, high = self.window
+        offset = float(self.reference_offset.value)
+        if not value > 0 or max(abs(low - offset), abs(high - offset)) > value:
+            await self.refuse(
+                f"compliance {value:g} V must be > 0 and hold the safe window "
+                f"[{low:+.3f}, {high:+.3f}] V"
+            )
+        await self._set_backend("compliance_v", value, "compliance")
+        return value
+
+    @ir_comp.putter
+    async def ir_comp(self, instance, value):
+        await self._set_backend("ir_compensation_on", value == "on", "iR compensation")
+        return value
+
+    @ir_comp_resistance.putter
+    async def ir_comp_resistance(self, instance, value):
+        if not float(value) >= 0:
+            await self.refuse(f"iR compensation resistance {value} must be >= 0 ohm")
+        await self._set_backend("ir_compensation_ohm", float(value), "iR compensation")
+        return value
+
+    @trigger_output.putter
+    async def trigger_output(self, instance, value):
+        await self._set_backend("trigger_output_enabled", value == "on", "the trigger output")
+        return value
+
+    @reference_offset.putter
+    async def reference_offset(self, instance, value):
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        shift = float(value) - float(instance.value)
+        # The electrode must see the same window: the window moves with the reference.
+        low, high = self.window
+        await self.bias_low_limit.write(low + shift, verify_value=False)
+        await self.bias_high_limit.write(high + shift, verify_value=False)
+        await self.bias.write(float(self.bias.value) + shift, verify_value=False)
+        await self.bias_rbv.write(self.backend.bias_v + float(value))
+        return value
+
+    async def _trigger(self) -> None:
+        """Pulse the trigger output (if on) and count the pulses the backend reports."""
+        if self.trigger_output.value != "on" or not hasattr(self.backend, "emit_trigger"):
+            return
+        try:
+            self.backend.emit_trigger()
+            pulses = len(self.backend.drain_trigger_times())
+        except BACKEND_FAULTS as exc:
+            await self.fault("the trigger pulse", exc)
+        if pulses:
+            await self.trigger_count.write(int(self.trigger_count.value) + pulses)
+
     # -- checks ---------------------------------------------------------------------------
+
+    @property
+    def applied_v(self) -> float:
+        """The bias applied now, against the named reference electrode."""
+        return self.backend.bias_v + float(self.reference_offset.value)
 
     @property
     def window(self) -> tuple[float, float]:
@@ -224,10 +404,12 @@ class PotentiostatIOC(PVGroup):
             await self.refuse("a ramp or CV scan is in progress (put abort first)")
         async with self._busy_flag():
             await self.status.write(f"ramping to {value:+.4f} V")
+            if value != self.applied_v:
+                await self._trigger()
             reached = await self._ramp(value, float(self.slew_rate.value))
             if not reached:
-                await self.status.write(f"aborted at {self.backend.bias_v:+.4f} V")
-                return self.backend.bias_v
+                await self.status.write(f"aborted at {self.applied_v:+.4f} V")
+                return self.applied_v
             await asyncio.sleep(float(self.settle_time.value))
             await self.status.write(f"settled at {value:+.4f} V")
         return value
@@ -243,8 +425,14 @@ class PotentiostatIOC(PVGroup):
         if self._busy:
             await self.refuse("a ramp or CV scan is in progress (put abort first)")
         # Open circuit: the working electrode floats back to 0 V vs the quasi-reference.
-        await self._apply(0.0, 0.0)
-        await self.bias.write(0.0, verify_value=False)
+        await self._apply(float(self.reference_offset.value), 0.0)
+        set_cell = getattr(self.backend, "set_cell", None)
+        if set_cell is not None:
+            try:
+                set_cell(value == "on")
+            except BACKEND_FAULTS as exc:
+                await self.fault(f"switching the cell {value}", exc)
+        await self.bias.write(self.applied_v, verify_value=False)
         await self.status.write(f"cell {value}")
         return value
 
@@ -265,7 +453,8 @@ class PotentiostatIOC(PVGroup):
         return value
 
     async def _check_window(self, low: float, high: float) -> None:
-        hw_low, hw_high = self.backend.hardware_range_v
+        offset = float(self.reference_offset.value)
+        hw_low, hw_high = (v + offset for v in self.backend.hardware_range_v)
         if not hw_low <= low < high <= hw_high:
             await self.refuse(
                 f"safe window [{low:+.3f}, {high:+.3f}] V must be increasing and inside the "
@@ -288,6 +477,14 @@ class PotentiostatIOC(PVGroup):
             return
         self._current_fault = False
         await self.current.write(current)
+        await self._publish_range()
+
+    async def _publish_range(self) -> None:
+        """Show the range the instrument uses (it changes under autorange)."""
+        if getattr(self.backend, "current_ranges_a", None):
+            name = format_current(self.backend.current_range_a)
+            if name != self.current_range.value:
+                await self.current_range.write(name, verify_value=False)
 
     # -- cyclic voltammetry ---------------------------------------------------------------
 
@@ -317,7 +514,7 @@ class PotentiostatIOC(PVGroup):
             try:
                 await self.status.write(f"CV: going to the start bias {start:+.3f} V")
                 if not await self._ramp(start, float(self.slew_rate.value)):
-                    await self.status.write(f"CV aborted at {self.backend.bias_v:+.4f} V")
+                    await self.status.write(f"CV aborted at {self.applied_v:+.4f} V")
                     return
                 t0 = time.monotonic()
                 last_report = -1.0
@@ -330,19 +527,65 @@ class PotentiostatIOC(PVGroup):
                         await cv.elapsed.write(now - t0)
                         await cv.progress.write(min(1.0, (now - t0) / duration))
 
-                for k in range(cycles):
-                    await cv.cycle.write(k + 1)
-                    await self.status.write(f"CV: cycle {k + 1} of {cycles}")
-                    for target in (vertex, end):
-                        if not await self._ramp(target, rate, on_tick=report):
-                            await self.status.write(f"CV aborted at {self.backend.bias_v:+.4f} V")
-                            return
+                if hasattr(self.backend, "start_cv"):
+                    done = await self._stream_cv(start, vertex, end, rate, cycles, report)
+                else:
+                    done = await self._sweep_cv(vertex, end, rate, cycles, report)
+                if not done:
+                    await self.status.write(f"CV aborted at {self.applied_v:+.4f} V")
+                    return
                 await cv.elapsed.write(time.monotonic() - t0)
                 await cv.progress.write(1.0)
                 await self.bias.write(end, verify_value=False)
                 await self.status.write(f"CV done: {cycles} cycle(s), holding {end:+.4f} V")
             finally:
                 await cv.running.write(0)
+
+    async def _sweep_cv(self, vertex, end, rate, cycles, report) -> bool:
+        """The CV swept by this IOC, one :meth:`_ramp` per leg; False if aborted."""
+        for k in range(cycles):
+            await self.cv.cycle.write(k + 1)
+            await self.status.write(f"CV: cycle {k + 1} of {cycles}")
+            for target in (vertex, end):
+                await self._trigger()
+                if not await self._ramp(target, rate, on_tick=report):
+                    return False
+        return True
+
+    async def _stream_cv(self, start, vertex, end, rate, cycles, report) -> bool:
+        """The CV run by the instrument (:class:`StreamingCv`): publish each streamed point.
+
+        Every (E, I) point goes to ``bias_rbv`` and ``current``; False if aborted.
+        """
+        backend, offset = self.backend, float(self.reference_offset.value)
+        await self.status.write(f"CV: {cycles} cycle(s) run by the instrument")
+        await self.cv.cycle.write(1)
+        try:
+            backend.start_cv(start - offset, vertex - offset, end - offset, rate, cycles)
+            while True:
+                await asyncio.sleep(TICK_S)
+                if self._abort_requested:
+                    backend.abort()
+                    points, _ = backend.read_cv()
+                    await self._publish_points(points, offset)
+                    return False
+                points, finished = backend.read_cv()
+                await self._publish_points(points, offset)
+                if points:
+                    await report(points[-1][0] + offset)
+                pulses = len(getattr(backend, "drain_trigger_times", list)())
+                if pulses:
+                    await self.trigger_count.write(int(self.trigger_count.value) + pulses)
+                if finished:
+                    return True
+        except BACKEND_FAULTS as exc:
+            await self.fault("the CV scan", exc)
+        return False  # unreachable: fault() raises
+
+    async def _publish_points(self, points, offset: float) -> None:
+        for bias_v, current_a in points:
+            await self.bias_rbv.write(bias_v + offset)
+            await self.current.write(current_a)
 
     # -- the ramp engine ------------------------------------------------------------------
 
@@ -361,11 +604,13 @@ class PotentiostatIOC(PVGroup):
     async def _apply(self, bias_v: float, dbias_dt: float) -> None:
         """Apply ``bias_v`` now and publish readback and current (a fault refuses the put)."""
         try:
-            self.backend.apply_bias(bias_v, dbias_dt_v_per_s=dbias_dt)
+            self.backend.apply_bias(
+                bias_v - float(self.reference_offset.value), dbias_dt_v_per_s=dbias_dt
+            )
         except BACKEND_FAULTS as exc:
-            await self.bias_rbv.write(self.backend.bias_v)
+            await self.bias_rbv.write(self.applied_v)
             await self.fault(f"applying {bias_v:+.4f} V", exc)
-        await self.bias_rbv.write(self.backend.bias_v)
+        await self.bias_rbv.write(self.applied_v)
         await self.current.write(self.backend.current_a)
 
     async def _ramp(self, target: float, rate: float, *, on_tick=None) -> bool:
@@ -374,7 +619,7 @@ class PotentiostatIOC(PVGroup):
         Returns False if aborted. The bias follows the clock, so a late tick does not slow
         the sweep down.
         """
-        v0 = self.backend.bias_v
+        v0 = self.applied_v
         span = target - v0
         if span == 0.0:
             await self._apply(target, 0.0)
@@ -384,7 +629,7 @@ class PotentiostatIOC(PVGroup):
         t0 = time.monotonic()
         while True:
             if self._abort_requested:
-                await self._apply(self.backend.bias_v, 0.0)
+                await self._apply(self.applied_v, 0.0)
                 return False
             elapsed = time.monotonic() - t0
             if elapsed >= duration:
@@ -392,5 +637,5 @@ class PotentiostatIOC(PVGroup):
                 return True
             await self._apply(v0 + sign * rate * elapsed, sign * rate)
             if on_tick is not None:
-                await on_tick(self.backend.bias_v)
+                await on_tick(self.applied_v)
             await asyncio.sleep(min(TICK_S, duration - elapsed))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._backends import LaserLocks
+from ._backends import BackendFault, LaserLocks
 from ._power_calibration import SIMULATED_CALIBRATION, SLM_828_RATES_HZ
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: What the simulated potentiostat can apply at all; the safe window must lie inside it.
 HARDWARE_RANGE_V = (-5.0, 5.0)
+#: Full scales of the simulated potentiostat's current ranges (A): decades, 1 nA .. 1 mA.
+CURRENT_RANGES_A = tuple(10.0**k for k in range(-9, -2))
 #: Laser state at start-up: on, so the count rates are those of the parked dot.
 DEFAULT_LASER = {"emission": True, "power_w": 30e-9, "rep_rate_hz": 2.5e6}
 
@@ -75,6 +77,8 @@ class SimulatedSample:
         self.acquiring = False
         #: (t_s, bias_v, current_a) of each bias change while acquiring, for photon markers.
         self.bias_log: list[tuple[float, float, float]] = []
+        #: Times of the potentiostat's trigger pulses (its trigger output, when enabled).
+        self.trigger_times: list[float] = []
         x_um, y_um, z_um = (float(v) for v in self.sample.home_um)
         self.position_um: tuple[float, float, float] = (x_um, y_um, z_um)
         t = self.now()
@@ -166,12 +170,75 @@ class _CellReadings(_OnSample):
 
 
 class SimulatedPotentiostat(_CellReadings):
-    """:class:`~._backends.PotentiostatBackend` on a :class:`SimulatedSample`."""
+    """:class:`~._backends.PotentiostatBackend` on a :class:`SimulatedSample`, with all the
+    optional settings of :class:`~._backends.PotentiostatSettings`.
 
-    hardware_range_v = HARDWARE_RANGE_V
+    - current ranges: decades from 1 nA to 1 mA; with autorange off a current beyond the
+      range reads as the full scale (the overload of a real instrument), with autorange on the
+      range follows the current;
+    - compliance: the largest |bias| applied (the hardware range), at most the cell's
+      physical limit of 5 V;
+    - iR compensation: kept (the simulated cell has no uncompensated resistance, so it changes
+      nothing);
+    - trigger output: each pulse is a time on the sample's clock, appended to
+      :attr:`SimulatedSample.trigger_times` (where the TCSPC card's marker input reads it)
+      and returned by :meth:`drain_trigger_times`.
+    """
+
+    current_ranges_a = CURRENT_RANGES_A
+
+    def __init__(self, sample: SimulatedSample) -> None:
+        super().__init__(sample)
+        self.current_range_a = 1e-6
+        self.autorange = True
+        self.ir_compensation_ohm = 0.0
+        self.ir_compensation_on = False
+        self.trigger_output_enabled = False
+        self._compliance_v = HARDWARE_RANGE_V[1]
+        self._pulses: list[float] = []
+
+    @property
+    def compliance_v(self) -> float:
+        return self._compliance_v
+
+    @compliance_v.setter
+    def compliance_v(self, value: float) -> None:
+        if not 0 < float(value) <= HARDWARE_RANGE_V[1]:
+            raise ValueError(f"the compliance must be in (0, {HARDWARE_RANGE_V[1]:g}] V")
+        self._compliance_v = float(value)
+
+    @property
+    def hardware_range_v(self) -> tuple[float, float]:
+        return (-self._compliance_v, self._compliance_v)
+
+    @property
+    def current_a(self) -> float:
+        return self._in_range(self.sample.current_a)
+
+    def read_current(self) -> float:
+        return self._in_range(self.sample.read_current())
+
+    def _in_range(self, current_a: float) -> float:
+        if self.autorange:
+            fits = [r for r in self.current_ranges_a if r >= abs(current_a)]
+            self.current_range_a = fits[0] if fits else self.current_ranges_a[-1]
+        full_scale = self.current_range_a
+        return max(-full_scale, min(full_scale, current_a))
 
     def apply_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> None:
+        if abs(bias_v) > self._compliance_v:
+            raise BackendFault(f"{bias_v:+.3f} V is beyond the compliance +-{self._compliance_v} V")
         self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt_v_per_s)
+
+    def emit_trigger(self) -> None:
+        if self.trigger_output_enabled:
+            t = self.sample.now()
+            self.sample.trigger_times.append(t)
+            self._pulses.append(t)
+
+    def drain_trigger_times(self) -> list[float]:
+        pulses, self._pulses = self._pulses, []
+        return pulses
 
 
 class SimulatedLaser(_OnSample):

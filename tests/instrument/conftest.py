@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -217,3 +219,56 @@ def serve_in_thread():
     yield serve
     for ioc in started:
         ioc.stop()
+
+
+class IocSubprocess:
+    """An IOC command (``cmd``) serving on its own loopback port, for a test module.
+
+    ``start()`` waits for caproto's "Server startup complete" and points this process's
+    client at the port; ``stop()`` sends SIGINT and returns the console text.
+    """
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.port = free_port_pair()
+        self.cmd = [*cmd, "--interfaces", "127.0.0.1"]
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> IocSubprocess:
+        self.proc = proc = subprocess.Popen(
+            self.cmd,
+            env={**os.environ, **loopback_environment(self.port)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self.lines.append(line)
+                if "Server startup complete" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        assert ready.wait(timeout) and proc.poll() is None, self.text
+        use_loopback_ioc(self.port)
+        return self
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(15)
+        return self.text
+
+
+@pytest.fixture(scope="session")
+def ioc_subprocess() -> type[IocSubprocess]:
+    """``ioc_subprocess(cmd).start()`` (see :class:`IocSubprocess`)."""
+    return IocSubprocess
