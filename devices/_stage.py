@@ -147,6 +147,8 @@ class PiezoAxis(EpicsMotor):
 
     def fail_move(self, status: StatusBase, exc: BaseException) -> None:
         """End the pending move ``status`` with ``exc`` (once; ophyd's done-callback dropped)."""
+        if status is self._pending:
+            self._pending = self._pending_target = None
         if status.done:
             return
         self._reset_sub(self._SUB_REQ_DONE)
@@ -188,12 +190,12 @@ class PiezoAxis(EpicsMotor):
                 self.motor_stop.put(1, wait=False)
             except (TimeoutError, ConnectionError, RuntimeError):
                 pass  # the circuit dropped meanwhile; the move fails as lost
-        pending = self._pending
+        pending, target = self._pending, self._pending_target
         if not success and isinstance(pending, MoveStatus) and not pending.done:
             self.fail_move(
                 pending,
                 StoppedError(
-                    f"{self.name}: the move to {self._at(self._pending_target)} was stopped "
+                    f"{self.name}: the move to {self._at(target)} was stopped "
                     f"at {self._at(self._position)}"
                 ),
             )

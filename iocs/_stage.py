@@ -112,7 +112,7 @@ class MotorAxis(PVGroup):
         await f.user_low_limit.write(TRAVEL_UM[0])
         await f.user_high_limit.write(TRAVEL_UM[1])
         await f.enable_control.write("Enable")
-        await f.limit_violation.write(0)
+        await _post(f.limit_violation, 0)
         await f.motor_is_moving.write(0)
         await f.done_moving_to_value.write(1)
         # Park where the simulation put the stage (on a charging dot).
@@ -201,23 +201,23 @@ class MotorAxis(PVGroup):
 
     async def _publish(self, position: float, *, moving: bool, problem: bool = False) -> None:
         f = self.fields
-        await f.user_readback_value.write(position)
-        await f.dial_readback_value.write(position)
-        await f.raw_readback_value.write(round(position / RESOLUTION_UM))
+        await _post(f.user_readback_value, position)
+        await _post(f.dial_readback_value, position)
+        await _post(f.raw_readback_value, round(position / RESOLUTION_UM))
         bits = MSTA_CLOSED_LOOP | MSTA_ENCODER | MSTA_HOMED
         bits |= MSTA_DIRECTION if f.direction_of_travel.value else 0
         bits |= MSTA_MOVING if moving else MSTA_DONE
         bits |= MSTA_PROBLEM if problem else 0
-        await f.motor_status.write(bits)
+        await _post(f.motor_status, bits)
 
     async def _done(self, position: float, *, problem: bool = False) -> None:
         await self._publish(position, moving=False, problem=problem)
-        await self.fields.motor_is_moving.write(0)
-        await self.fields.done_moving_to_value.write(1)
+        await _post(self.fields.motor_is_moving, 0)
+        await _post(self.fields.done_moving_to_value, 1)
 
     async def _refuse(self, previous: float) -> float:
         """End a put that moves nothing: DMOV goes 0 then 1, as the record does."""
-        await self.fields.done_moving_to_value.write(0)
+        await _post(self.fields.done_moving_to_value, 0)
         await self._done(self.position)
         return previous
 
@@ -227,9 +227,9 @@ class MotorAxis(PVGroup):
         status = self.parent.status
         low, high = f.user_low_limit.value, f.user_high_limit.value
         if not math.isfinite(target) or (low != high and not low <= target <= high):
-            await f.limit_violation.write(1)
+            await _post(f.limit_violation, 1)
             return await self._refuse(previous)
-        await f.limit_violation.write(0)
+        await _post(f.limit_violation, 0)
         if f.stop_pause_move_go.value in ("Stop", "Pause"):
             return await self._refuse(self.position)
         if f.enable_control.value != "Enable":
@@ -245,9 +245,9 @@ class MotorAxis(PVGroup):
         await clear_alarm(status)
         await status.write(f"moving {self.axis} to {target:.4f} um")
         await f.dial_desired_value.write(target)
-        await f.direction_of_travel.write(int(span >= 0))
-        await f.done_moving_to_value.write(0)
-        await f.motor_is_moving.write(1)
+        await _post(f.direction_of_travel, int(span >= 0))
+        await _post(f.done_moving_to_value, 0)
+        await _post(f.motor_is_moving, 1)
         t0 = time.monotonic()
         position, problem = start, False
         try:
@@ -264,8 +264,11 @@ class MotorAxis(PVGroup):
                 except BACKEND_FAULTS as exc:
                     problem = True
                     position = self.position
-                    await f.user_readback_value.write(
-                        position, status=AlarmStatus.STATE, severity=AlarmSeverity.MAJOR_ALARM
+                    await _post(
+                        f.user_readback_value,
+                        position,
+                        status=AlarmStatus.STATE,
+                        severity=AlarmSeverity.MAJOR_ALARM,
                     )
                     await raise_alarm(status, f"fault: moving {self.axis} failed: {exc}")
                     return position
@@ -280,6 +283,12 @@ class MotorAxis(PVGroup):
                 await self._done(position if problem else self.position, problem=problem)
                 if not problem and status.alarm.severity == AlarmSeverity.NO_ALARM:
                     await status.write("idle")
+
+
+async def _post(field, value, **alarm) -> None:
+    """Write a field the record computes; without caproto's value check, which would reset
+    the record's alarm (shared by its fields) at every write."""
+    await field.write(value, verify_value=False, **alarm)
 
 
 def _no_calibration(fields, name: str) -> RefusedError:
