@@ -41,7 +41,9 @@ class Instrument:
         return {dev.name: dev for dev in self}
 
 
-def make_instrument(prefix: str = "qd:", *, stage_motors: Sequence[str] | None = None) -> Instrument:
+def make_instrument(
+    prefix: str = "qd:", *, stage_motors: Sequence[str] | None = None
+) -> Instrument:
     """Build the devices for ``prefix`` without waiting for their connections.
 
     The devices are named ``pot``, ``tcspc``, ``laser`` and ``stage``; the TCSPC card checks the

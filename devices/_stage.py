@@ -11,6 +11,7 @@ from ophyd import FormattedComponent as FCpt
 from ophyd.positioner import PositionerBase
 from ophyd.status import MoveStatus, StatusBase
 from ophyd.utils import LimitError
+from ophyd.utils.epics_pvs import AlarmSeverity, AlarmStatus
 
 from ._errors import InstrumentError, IocLostError, StoppedError
 from ._signals import ro, rw
@@ -169,7 +170,8 @@ class PiezoAxis(EpicsMotor):
         if not success:
             severity = self.user_readback.alarm_severity
             if severity:
-                alarm = f"{severity.name} {self.user_readback.alarm_status.name} alarm"
+                status = AlarmStatus(int(self.user_readback.alarm_status))
+                alarm = f"{AlarmSeverity(int(severity)).name} {status.name} alarm"
                 return InstrumentError(
                     f"{self.name}: the move to {self._at(target)} ended with a {alarm} on the "
                     f"motor record {self.prefix}, at {where}"
@@ -180,7 +182,9 @@ class PiezoAxis(EpicsMotor):
         deadband = abs(float(self.retry_deadband.get() or 0.0))
         tolerance = max(deadband, 10.0 ** -(self.precision or 6))
         if self._position is None or abs(self._position - target) > tolerance:
-            return StoppedError(f"{self.name}: the move to {self._at(target)} was stopped at {where}")
+            return StoppedError(
+                f"{self.name}: the move to {self._at(target)} was stopped at {where}"
+            )
         return None
 
     def stop(self, *, success: bool = False) -> None:
@@ -245,11 +249,11 @@ def stage_motors(prefix: str, motors: Sequence[str] | None = None) -> tuple[str,
     """
     if motors is None:
         return tuple(f"{prefix}{axis}" for axis in DEFAULT_AXES)  # type: ignore[return-value]
-    if isinstance(motors, str) or len(motors) != 3 or not all(
-        isinstance(m, str) and m.strip() for m in motors
+    if (
+        isinstance(motors, str)
+        or len(motors) != 3
+        or not all(isinstance(m, str) and m.strip() for m in motors)
     ):
-        raise ValueError(
-            f"stage motors must be three motor record names (x, y, z), not {motors!r}"
-        )
+        raise ValueError(f"stage motors must be three motor record names (x, y, z), not {motors!r}")
     x, y, z = (m.strip().removesuffix(".VAL") for m in motors)
     return x, y, z

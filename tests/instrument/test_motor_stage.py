@@ -141,9 +141,7 @@ def test_ophyd_epics_motor_moves_the_simulated_stage(stage_ioc, waiter):
 @pytest.fixture
 def lab_stage(stage_ioc) -> Iterator[PiezoStage]:
     """The qd stage device on the records named in full, as a lab gives its motors."""
-    stage = PiezoStage(
-        "nothing:", name="stage", motors=[stage_ioc.record(axis) for axis in "xyz"]
-    )
+    stage = PiezoStage("nothing:", name="stage", motors=[stage_ioc.record(axis) for axis in "xyz"])
     stage.wait_for_connection(timeout=20)
     yield stage
     stage.destroy()
