@@ -15,7 +15,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from caproto import AlarmSeverity, AlarmStatus
+from caproto import AlarmSeverity, AlarmStatus, SkipWrite
 from caproto.server import PVGroup, SubGroup, pvproperty
 from caproto.server.server import PvpropertyDouble
 
@@ -244,6 +244,7 @@ class MotorAxis(PVGroup):
         await clear_alarm(f.user_readback_value)
         await clear_alarm(status)
         await status.write(f"moving {self.axis} to {target:.4f} um")
+        await self.motor.write(target, verify_value=False)  # VAL shows the target at once
         await f.dial_desired_value.write(target)
         await _post(f.direction_of_travel, int(span >= 0))
         await _post(f.done_moving_to_value, 0)
@@ -252,7 +253,9 @@ class MotorAxis(PVGroup):
         position, problem = start, False
         try:
             while True:
-                if self._stop_requested or generation != self._generation:
+                if generation != self._generation:
+                    raise SkipWrite  # a newer target took over; VAL is the new one's
+                if self._stop_requested:
                     await status.write(f"{self.axis} stopped at {position:.4f} um")
                     return position  # the record's VAL becomes where it stopped
                 fraction = 1.0 if duration == 0 else min(1.0, (time.monotonic() - t0) / duration)

@@ -152,6 +152,18 @@ def test_stage_fault_ends_the_move_with_a_record_alarm(sample) -> None:
         assert fields.user_readback_value.alarm.severity == AlarmSeverity.NO_ALARM
         assert fields.motor_status.value & (MSTA_PROBLEM | MSTA_DONE) == MSTA_DONE
         assert stage.status.alarm.severity == AlarmSeverity.NO_ALARM
+        # A new target while moving takes over at once (VAL shows it); the first put ends.
+        await fields.velocity.write(5.0)
+        first = asyncio.create_task(x.write(start + 2.0))  # 0.4 s
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(x.write(start - 0.5))
+        await first
+        assert not second.done() and x.value == pytest.approx(start - 0.5)
+        await second
+        assert fields.user_readback_value.value == pytest.approx(start - 0.5)
+        assert fields.done_moving_to_value.value == 1
+        await fields.velocity.write(200.0)
+        await x.write(start)
         # Beyond HLM: LVIO, no motion, VAL restored.
         await x.write(500.0)
         assert fields.limit_violation.value == 1 and x.value == pytest.approx(start)
