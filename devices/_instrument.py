@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ophyd import Device
@@ -19,7 +19,7 @@ PARTS = {
     "pot": ("pot:", "potentiostat"),
     "tcspc": ("tcspc:", "TCSPC card"),
     "laser": ("laser:", "laser"),
-    "stage": ("stage:", "piezo stage"),
+    "stage": ("stage:", "stage motor"),
 }
 
 
@@ -41,23 +41,34 @@ class Instrument:
         return {dev.name: dev for dev in self}
 
 
-def make_instrument(prefix: str = "qd:") -> Instrument:
+def make_instrument(
+    prefix: str = "qd:", *, stage_motors: Sequence[str] | None = None
+) -> Instrument:
     """Build the devices for ``prefix`` without waiting for their connections.
 
     The devices are named ``pot``, ``tcspc``, ``laser`` and ``stage``; the TCSPC card checks the
-    laser's interlock before it starts.
+    laser's interlock before it starts. The stage's axes are the motor records
+    ``{prefix}stage:x``, ``y``, ``z``, or the three records ``stage_motors`` names (x, y, z),
+    e.g. ``("PI:m1", "PI:m2", "PI:m3")`` for a PI controller under motorPIGCS2.
+
+    Raises
+    ------
+    ValueError
+        ``stage_motors`` is not three record names.
     """
     laser = Laser(f"{prefix}laser:", name="laser")
     return Instrument(
         pot=Potentiostat(f"{prefix}pot:", name="pot"),
         tcspc=TcspcCard(f"{prefix}tcspc:", name="tcspc", laser=laser),
         laser=laser,
-        stage=PiezoStage(f"{prefix}stage:", name="stage"),
+        stage=PiezoStage(f"{prefix}stage:", name="stage", motors=stage_motors),
         prefix=prefix,
     )
 
 
-def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrument:
+def connect_instrument(
+    prefix: str = "qd:", *, timeout: float = 10.0, stage_motors: Sequence[str] | None = None
+) -> Instrument:
     """Build the instrument for ``prefix`` and wait until every PV is connected.
 
     Parameters
@@ -67,6 +78,9 @@ def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrum
         ``{prefix}laser:`` and ``{prefix}stage:``.
     timeout
         Seconds to wait for all connections together.
+    stage_motors
+        The stage's three motor records (x, y, z) if they are not ``{prefix}stage:x`` ...
+        (see :func:`make_instrument`).
 
     Raises
     ------
@@ -75,7 +89,7 @@ def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrum
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 s, not {timeout}")
-    instrument = make_instrument(prefix)
+    instrument = make_instrument(prefix, stage_motors=stage_motors)
     deadline = time.monotonic() + timeout
     missing: list[str] = []
     for attr, (infix, what) in PARTS.items():
@@ -88,8 +102,11 @@ def connect_instrument(prefix: str = "qd:", *, timeout: float = 10.0) -> Instrum
                 for walk in device.walk_signals(include_lazy=True)
                 if hasattr(walk.item, "pvname") and not walk.item.connected
             ]
+            where = f"{prefix}{infix}*"
+            if attr == "stage":
+                where = ", ".join(instrument.stage.motors)
             missing.append(
-                f"the {what} IOC ({prefix}{infix}*, {len(absent)} PVs missing, e.g. "
+                f"the {what} IOC ({where}, {len(absent)} PVs missing, e.g. "
                 f"{absent[0] if absent else '?'})"
             )
     if missing:

@@ -86,16 +86,10 @@ DOCUMENTED_PVS: tuple[DocumentedPv, ...] = (
     DocumentedPv("laser", "soft_lock", "ENUM", OFF_ON),
     DocumentedPv("laser", "wavelength", "DOUBLE"),
     DocumentedPv("laser", "status", "CHAR"),
-    # piezo stage {P}stage:
+    # piezo stage {P}stage: three motor records (their fields: EpicsMotor connects to them)
     DocumentedPv("stage", "x", "DOUBLE"),
     DocumentedPv("stage", "y", "DOUBLE"),
     DocumentedPv("stage", "z", "DOUBLE"),
-    DocumentedPv("stage", "x_rbv", "DOUBLE"),
-    DocumentedPv("stage", "y_rbv", "DOUBLE"),
-    DocumentedPv("stage", "z_rbv", "DOUBLE"),
-    DocumentedPv("stage", "velocity", "DOUBLE"),
-    DocumentedPv("stage", "stop", "LONG"),
-    DocumentedPv("stage", "moving", "LONG"),
     DocumentedPv("stage", "status", "CHAR"),
 )
 

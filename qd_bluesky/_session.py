@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "QD_BLUESKY_PREFIX"
 ENV_CATALOG = "QD_BLUESKY_CATALOG"
 ENV_PORT = "QD_BLUESKY_CA_PORT"
+#: The stage's three motor records (x y z, e.g. ``PI:m1 PI:m2 PI:m3``) if not ``{prefix}stage:x``.
+ENV_STAGE_MOTORS = "QD_BLUESKY_STAGE_MOTORS"
 #: The PV prefix when neither an option nor ``$QD_BLUESKY_PREFIX`` gives one.
 DEFAULT_PREFIX = "qd:"
 #: Seconds to wait for the IOCs when the session starts.
@@ -324,7 +326,9 @@ def open_session(
     Parameters
     ----------
     prefix
-        PV prefix of the instrument (default ``$QD_BLUESKY_PREFIX``, else ``"qd:"``).
+        PV prefix of the instrument (default ``$QD_BLUESKY_PREFIX``, else ``"qd:"``). The
+        stage's motor records are ``{prefix}stage:x`` ... unless ``$QD_BLUESKY_STAGE_MOTORS``
+        names three (x y z).
     port
         Find the IOCs on 127.0.0.1 at this Channel Access port (``qd-bluesky sim --port``)
         instead of by ``EPICS_CA_ADDR_LIST`` (default ``$QD_BLUESKY_CA_PORT``). Takes effect
@@ -362,7 +366,8 @@ def open_session(
     InstrumentNotConnectedError
         ``require_instrument`` and an IOC does not answer; one line naming it.
     ValueError
-        ``connect_timeout`` <= 0 or a port outside 1..65535.
+        ``connect_timeout`` <= 0, a port outside 1..65535, or ``$QD_BLUESKY_STAGE_MOTORS`` not
+        three record names.
     """
     from bluesky import RunEngine
     from bluesky.callbacks.best_effort import BestEffortCallback
@@ -390,6 +395,7 @@ def open_session(
         progress = interactive
     display = interactive and _has_display()
     prefix = prefix or os.environ.get(ENV_PREFIX) or DEFAULT_PREFIX
+    stage_motors = os.environ.get(ENV_STAGE_MOTORS, "").replace(",", " ").split() or None
 
     _install_one_line_log_filter()
     catalog = open_catalog(
@@ -427,13 +433,15 @@ def open_session(
             live_plots.show()
 
         try:
-            instrument = connect_instrument(prefix, timeout=connect_timeout)
+            instrument = connect_instrument(
+                prefix, timeout=connect_timeout, stage_motors=stage_motors
+            )
         except InstrumentNotConnectedError as exc:
             if require_instrument:
                 analyzer.close(0)
                 raise
             logger.warning("%s", exc)
-            instrument = make_instrument(prefix)
+            instrument = make_instrument(prefix, stage_motors=stage_motors)
     except BaseException:
         catalog.close()
         raise

@@ -15,7 +15,8 @@ and the qd plans and plan stubs.
 Configuration comes from the environment: ``QD_BLUESKY_PREFIX`` (PV prefix, default ``qd:``),
 ``QD_BLUESKY_DATA`` (data directory), ``QD_BLUESKY_CATALOG`` (a Tiled server URI) and
 ``QD_BLUESKY_CA_PORT`` (IOCs on 127.0.0.1 at that port, as ``qd-bluesky sim --port`` serves
-them; otherwise ``EPICS_CA_ADDR_LIST``).
+them; otherwise ``EPICS_CA_ADDR_LIST``) and ``QD_BLUESKY_STAGE_MOTORS`` (the stage's three motor
+records, x y z, if they are not ``{prefix}stage:x`` ...).
 """
 
 from qd_bluesky._session import one_line_errors_in_ipython, open_session

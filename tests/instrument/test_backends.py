@@ -120,3 +120,53 @@ def test_refused_put_is_one_log_line(caplog) -> None:
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert record.getMessage() == "qd:pot: put refused: bias -3.000 V is outside the safe window"
+
+
+def test_stage_fault_ends_the_move_with_a_record_alarm(sample) -> None:
+    """A controller fault stops the motor record with a MAJOR alarm (``EpicsMotor`` fails the
+    move on it) and the problem bit of ``.MSTA``; the next move clears both."""
+    from qd_bluesky.iocs import SimulatedStage, StageIOC
+    from qd_bluesky.iocs._stage import MSTA_DONE, MSTA_PROBLEM
+
+    backend = FaultInjectingBackend(SimulatedStage(sample))
+    stage = StageIOC(prefix="t:stage:", backend=backend)
+    x = stage.x.motor
+    fields = x.field_inst
+
+    async def scenario() -> None:
+        await x._server_startup(None)
+        start = x.value
+        assert fields.user_readback_value.value == pytest.approx(start)
+        await x.write(start + 0.5)  # completes on arrival
+        assert fields.user_readback_value.value == pytest.approx(start + 0.5)
+        assert fields.done_moving_to_value.value == 1
+        backend.inject("move_to", "refuse", "following error")
+        await x.write(start + 1.0)
+        assert fields.done_moving_to_value.value == 1 and fields.motor_is_moving.value == 0
+        assert fields.user_readback_value.alarm.severity == AlarmSeverity.MAJOR_ALARM
+        assert fields.motor_status.value & MSTA_PROBLEM
+        assert x.value == pytest.approx(start + 0.5)  # VAL: where the axis is
+        assert "following error" in stage.status.value
+        backend.clear()
+        await x.write(start)
+        assert fields.user_readback_value.alarm.severity == AlarmSeverity.NO_ALARM
+        assert fields.motor_status.value & (MSTA_PROBLEM | MSTA_DONE) == MSTA_DONE
+        assert stage.status.alarm.severity == AlarmSeverity.NO_ALARM
+        # A new target while moving takes over at once (VAL shows it); the first put ends.
+        await fields.velocity.write(5.0)
+        first = asyncio.create_task(x.write(start + 2.0))  # 0.4 s
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(x.write(start - 0.5))
+        await first
+        assert not second.done() and x.value == pytest.approx(start - 0.5)
+        await second
+        assert fields.user_readback_value.value == pytest.approx(start - 0.5)
+        assert fields.done_moving_to_value.value == 1
+        await fields.velocity.write(200.0)
+        await x.write(start)
+        # Beyond HLM: LVIO, no motion, VAL restored.
+        await x.write(500.0)
+        assert fields.limit_violation.value == 1 and x.value == pytest.approx(start)
+        assert backend.position_um[0] == pytest.approx(start)
+
+    asyncio.run(scenario())

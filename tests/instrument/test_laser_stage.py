@@ -35,7 +35,8 @@ def test_moving_off_the_dot_leaves_background(instrument, truth, rate_meter):
     expected_far = truth.expected_rate_cps(*far)
     expected_home = truth.expected_rate_cps(x0, y0, z0)
     assert expected_far < 0.1 * expected_home  # the premise: a diffraction-limited spot
-    velocity = stage.velocity.get()
+    velocity = stage.x.velocity.get()
+    assert stage.y.velocity.get() == velocity
     t0 = time.monotonic()
     stage.x.set(far[0]).wait(10)
     stage.y.set(far[1]).wait(10)
@@ -59,7 +60,7 @@ def test_soft_limits_refused_before_any_put(instrument):
     assert stage.x.limits == (-100.0, 100.0)
     with pytest.raises(LimitError, match=r"150 um is outside the soft limits \[-100, 100\]"):
         stage.x.set(150.0)
-    assert stage.x.setpoint.get(use_monitor=False) == pytest.approx(x)
+    assert stage.x.user_setpoint.get(use_monitor=False) == pytest.approx(x)
 
 
 def test_emission_off_leaves_dark_counts(instrument, truth, sim_ioc, rate_meter):

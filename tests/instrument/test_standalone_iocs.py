@@ -26,7 +26,7 @@ MODULES = {
     "potentiostat": (PotentiostatIOC, "pot:", "bias_low_limit", -2.0),
     "tcspc": (TcspcIOC, "tcspc:", "sync_rate", 2.5e6),
     "laser": (LaserIOC, "laser:", "power", 30e-9),
-    "stage": (StageIOC, "stage:", "velocity", 200.0),
+    "stage": (StageIOC, "stage:", "x.VELO", 200.0),
 }
 
 

@@ -22,7 +22,7 @@ def inst() -> SimpleNamespace:
     """Unconnected fakes of the instrument's devices, named as ``make_instrument`` names them."""
     stage = make_fake_device(PiezoStage)("qd:stage:", name="stage")
     for axis in (stage.x, stage.y, stage.z):
-        axis.setpoint.sim_set_limits(STAGE_LIMITS_UM)
+        axis.user_setpoint.sim_set_limits(STAGE_LIMITS_UM)
     return SimpleNamespace(
         pot=make_fake_device(Potentiostat)("qd:pot:", name="pot"),
         tcspc=make_fake_device(TcspcCard)("qd:tcspc:", name="tcspc"),

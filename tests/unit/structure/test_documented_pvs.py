@@ -47,7 +47,9 @@ def _doc_sections() -> dict[str, set[str]]:
             current = None
         elif current and line.startswith("| `"):
             first_cell = line.split("|")[1]
-            sections[current].update(re.findall(r"`([^`]+)`", first_cell))
+            # a motor record's fields (`.VAL`, ...) belong to the record, not to the table
+            names = re.findall(r"`([^`]+)`", first_cell)
+            sections[current].update(n for n in names if not n.startswith("."))
     return sections
 
 
