@@ -9,6 +9,7 @@ client against what the emulator sent.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 import uuid
@@ -18,6 +19,7 @@ import pytest
 from caproto.sync.client import write as ca_write
 
 from qd_bluesky.devices import Potentiostat, StoppedError, UnsafeBiasError
+from qd_bluesky.devices._pvs import documented_pvs
 from qd_bluesky.iocs import EmStatEmulator
 
 #: Resolution of the decoded current (A): the emulator encodes with the finest SI prefix that
@@ -60,6 +62,7 @@ def emstat(ioc_subprocess):
     ioc = ioc_subprocess([*cmd, "--backend", "emstat", "--serial", emulator.port]).start()
     pot = Potentiostat(f"{prefix}pot:", name="pot")
     pot.wait_for_connection(timeout=20)
+    emulator.ioc_port = ioc.port  # for the conformance command
     yield emulator, pot, prefix
     pot.destroy()
     console = ioc.stop()
@@ -179,3 +182,20 @@ def test_ir_compensation_is_refused_in_one_line(emstat) -> None:
         "refused: iR compensation is not supported by this potentiostat "
         "(the EmStat4 LR has no iR compensation in MethodSCRIPT)"
     )
+
+
+def test_the_conformance_command_passes_the_emstat_ioc(emstat) -> None:
+    """The emulator-backed IOC passes the same checks as the simulated instrument."""
+    emulator, pot, prefix = emstat
+    pot.cell_on.set("on").wait(10)
+    check = [sys.executable, "-P", "-m", "qd_bluesky.cli", "check-instrument", "--prefix", prefix]
+    check += ["--port", str(emulator.ioc_port), "--only", "pot"]
+    done = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "PASS  pot: connect"
+    assert lines[1].startswith(f"PASS  pot: documented PVs: {len(documented_pvs('pot'))} PVs read")
+    assert lines[-1] == f"{len(lines) - 1} checks, 0 failed"
+    assert any(line.startswith("PASS  pot: IOC refuses an unsafe bias") for line in lines)
+    # the refusal never reached the instrument
+    assert min(s.bias_v for s in emulator.sent) >= -2.0
