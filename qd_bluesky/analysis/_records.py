@@ -369,6 +369,52 @@ def decode_records(
     )
 
 
+class RecordStream:
+    """Decode a stream of records chunk by chunk (a card's FIFO), the clock carried across.
+
+    Each :meth:`decode` gives the photons and markers of one chunk; overflow records that
+    end one chunk unwrap the times of the next, exactly as :func:`decode_records` over the
+    whole stream.
+    """
+
+    def __init__(self, layout: RecordLayout) -> None:
+        self.layout = layout
+        self._state = np.zeros(_STATE_SLOTS, dtype=np.int64)
+        self._state[_LAST_MACRO] = -1
+
+    @property
+    def n_invalid(self) -> int:
+        """Records with an undefined code so far."""
+        return int(self._state[_N_INVALID])
+
+    def decode(self, raw: NDArray[np.uint32]) -> Decoded:
+        """Photons and markers of the next ``raw`` records of the stream."""
+        n = raw.size
+        macro = np.empty(n, dtype=np.int64)
+        chan = np.empty(n, dtype=np.uint8)
+        t3 = self.layout.mode == "T3"
+        micro = np.empty(n if t3 else 0, dtype=np.uint16)
+        state = self._state
+        state[_N_PHOTONS] = state[_N_MARKERS] = 0  # rows of this chunk's arrays
+        _run(self.layout, raw, macro, micro, chan, state)
+        n_ph, n_mark = int(state[_N_PHOTONS]), int(state[_N_MARKERS])
+        markers = np.empty(n_mark, dtype=MARKER_DTYPE)
+        markers["macrotime"] = macro[n - n_mark :][::-1]
+        markers["bits"] = chan[n - n_mark :][::-1]
+        return Decoded(
+            macrotime=macro[:n_ph].copy(),
+            microtime=micro[:n_ph].copy() if t3 else np.zeros(n_ph, dtype=np.uint16),
+            channel=chan[:n_ph].copy(),
+            markers=markers,
+            n_invalid=int(state[_N_INVALID]),
+            n_backwards=int(state[_N_BACKWARDS]),
+            max_microtime=int(state[_MAX_MICRO]),
+            n_sync=int(state[_N_SYNC]),
+            sync_span=(int(state[_FIRST_SYNC]), int(state[_LAST_SYNC])),
+            n_gap=int(state[_N_GAP]),
+        )
+
+
 def _trim(column: NDArray, n: int) -> NDArray:
     # A view keeps the whole allocation alive: copy when most of it would be wasted.
     return column[:n] if 4 * n >= 3 * column.size else column[:n].copy()
