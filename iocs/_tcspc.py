@@ -186,6 +186,7 @@ class TcspcIOC(PVGroup):
         if not self.data_dir.value:
             await self.data_dir.write(self._default_dir, verify_value=False)
         await self.sync_rate.write(self.backend.rep_rate_hz)
+        await self.resolution.write(self._bin_s(self.mode.value), verify_value=False)
 
     @file_path.shutdown
     async def file_path(self, instance, async_lib):
@@ -287,11 +288,10 @@ class TcspcIOC(PVGroup):
             rep = self.backend.rep_rate_hz
             t3 = self.mode.value == "T3"
             resolution = self._bin_s(self.mode.value)
-            # T3 timestamps count divided syncs: the unit and the microtime range follow.
+            # T3 timestamps count divided syncs: the unit and the microtime range follow. Whole
+            # bins only: the range never exceeds the (divided) sync period.
             divider = int(self.card.sync_divider.value) if t3 else 1
-            bins = min(
-                int(np.ceil(divider * self.backend.microtime_bins / 2**self._shift)), MAX_T3_BINS
-            )
+            bins = min(divider * self.backend.microtime_bins // 2**self._shift, MAX_T3_BINS)
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 self._writer = PhotonHdf5Writer(

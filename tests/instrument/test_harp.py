@@ -115,6 +115,58 @@ def test_t3_file_holds_the_recordings_photons_and_markers(card, recording):
     assert validate_photon_file(path).valid
 
 
+def test_rate_meters_are_the_cards_and_trigger_waits_for_fresh_gates(card, recording):
+    table, sync = recording
+    gates = []
+    for _ in range(2):
+        before = card.rate_gate.get(use_monitor=False)
+        card.trigger().wait(5)
+        gates.append(card.rate_gate.get() - before)
+    assert gates == [2, 2]
+    reading = card.rates.read()
+    assert reading["tcspc_sync_rate"]["value"] == round(1 / table.macrotime_unit_s)
+    # The card's 100 ms meters replay the recording: a mean within its range of 100 ms rates.
+    per_gate = np.bincount((sync * table.macrotime_unit_s / 0.1).astype(int)) / 0.1
+    total = reading["tcspc_count_rate0"]["value"] + reading["tcspc_count_rate1"]["value"]
+    assert per_gate.min() <= total <= per_gate.max()
+
+
+def test_a_plan_announces_every_row_of_the_file(card, recording, tmp_path):
+    """A TCSPC-only plan (g2_measurement) on the card: the run's documents tile the file."""
+    import subprocess
+
+    table, sync = recording
+    RE = RunEngine({})  # noqa: N806
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(g2_measurement(card, 0.8, collect_period=0.2))
+    (stop,) = [doc for name, doc in docs if name == "stop"]
+    assert stop["exit_status"] == "success"
+    resources = {d["uid"]: d for name, d in docs if name == "stream_resource"}
+    assert {r["data_key"] for r in resources.values()} == {
+        "tcspc_timestamps", "tcspc_nanotimes", "tcspc_detectors",
+    }  # fmt: skip
+    (uri,) = {r["uri"] for r in resources.values()}
+    path = uri.removeprefix("file://localhost")
+    n = len(read_photon_hdf5(path))
+    for uid in resources:
+        ranges = [
+            (d["indices"]["start"], d["indices"]["stop"])
+            for name, d in docs
+            if name == "stream_datum" and d["stream_resource"] == uid
+        ]
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    np.testing.assert_array_equal(read_photon_hdf5(path).macrotime, sync[:n])
+    # The command line check of the contract accepts the card's file.
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "qd_bluesky.cli", "validate", path],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"valid (T3, {n} photons)" in out.stdout
+
+
 def test_sync_divider_sets_the_time_base(card, recording):
     table, sync = recording
     period_bins = round(table.macrotime_unit_s / table.microtime_unit_s)
