@@ -110,25 +110,9 @@ class HarpBlock:
     fifo_full: bool = False
 
 
-#: Settings of the card and their start values: (sync level, zero cross) mV, offsets ps, ...
+#: Settings of the card and their start values (``binning`` is kept apart: T3 only).
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "sync_divider": 1,
-    "sync_level_mv": -50.0,
-    "sync_zero_cross_mv": -10.0,
-    "sync_offset_ps": 0.0,
-    "input_level0_mv": -50.0,
-    "input_level1_mv": -50.0,
-    "input_zero_cross0_mv": -10.0,
-    "input_zero_cross1_mv": -10.0,
-    "input_offset0_ps": 0.0,
-    "input_offset1_ps": 0.0,
-    "input_enable0": 1,
-    "input_enable1": 1,
-    "dead_time0": 0,
-    "dead_time1": 0,
-    "marker_edges": 0xF,
-    "marker_enable": 0xF,
-    "marker_holdoff_ns": 0,
+    name: value for name, value in hc.CARD_SETTINGS.values() if name != "binning"
 }
 
 
@@ -345,7 +329,7 @@ class HarpTcspc:
             if got.value < hc.TTREADMAX:
                 break
         raw = np.concatenate(chunks) if chunks else np.empty(0, np.uint32)
-        block = self._stream.block(raw, self.mode)
+        block = self._stream.block(raw)
         t2 = self.mode == "T2"
         rate = 1.0 / self._resolution_s if t2 else self._sync_rate / self._divider
         sync_start = self._sync_done
@@ -392,9 +376,10 @@ class _RecordDecoder:
 
         self._stream = RecordStream(layout)
 
-    def block(self, raw: NDArray[np.uint32], mode: str) -> HarpBlock:
+    def block(self, raw: NDArray[np.uint32]) -> HarpBlock:
         decoded = self._stream.decode(raw)
         markers = decoded.markers
+        assert markers is not None  # RecordStream always gives the (maybe empty) table
         # One marker record carries the bits of every input that fired at that time.
         bits = markers["bits"].astype(np.int64)
         rows = [(markers["macrotime"][bits >> k & 1 == 1], k + 1) for k in range(4)]

@@ -21,6 +21,28 @@ ACQ_TIME_MAX_MS = 360_000_000
 #: T3 microtime field (dtime) of the HydraHarp-family records: 15 bits.
 MAX_T3_BINS = 1 << 15
 
+#: The card's settings: PV name -> (backend ``configure`` name, start value).
+CARD_SETTINGS: dict[str, tuple[str, int | float]] = {
+    "sync_divider": ("sync_divider", 1),
+    "sync_level": ("sync_level_mv", -50.0),
+    "sync_zero_cross": ("sync_zero_cross_mv", -10.0),
+    "sync_offset": ("sync_offset_ps", 0.0),
+    "input_level0": ("input_level0_mv", -50.0),
+    "input_level1": ("input_level1_mv", -50.0),
+    "input_zero_cross0": ("input_zero_cross0_mv", -10.0),
+    "input_zero_cross1": ("input_zero_cross1_mv", -10.0),
+    "input_offset0": ("input_offset0_ps", 0.0),
+    "input_offset1": ("input_offset1_ps", 0.0),
+    "input_enable0": ("input_enable0", 1),
+    "input_enable1": ("input_enable1", 1),
+    "dead_time0": ("dead_time0", 0),
+    "dead_time1": ("dead_time1", 0),
+    "marker_edges": ("marker_edges", 0xF),
+    "marker_enable": ("marker_enable", 0xF),
+    "marker_holdoff": ("marker_holdoff_ns", 0.0),
+    "binning": ("binning", 0),
+}
+
 ERROR_NONE = 0
 ERROR_DEVICE_OPEN_FAIL = -1
 ERROR_DEVICE_NOT_OPEN = -10

@@ -24,6 +24,7 @@ import ctypes
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -82,11 +83,9 @@ class _Recording:
         self.unit_s = table.macrotime_unit_s  # T3: sync period; T2: tick
         self.resolution_s = table.microtime_unit_s or table.macrotime_unit_s
         self.span = int(self.macrotime[-1]) + 1 if len(table) else 1
-        self.period_bins = (
-            round(table.macrotime_unit_s / table.microtime_unit_s) if self.mode == "T3" else 1
-        )
+        self.period_bins = round(table.macrotime_unit_s / self.resolution_s)
 
-    def window(self, start: int, stop: int) -> NDArray[np.int64]:
+    def window(self, start: int, stop: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Indices (into the looped recording) of photons with time in ``[start, stop)``, and
         their absolute times."""
         idx, times = [], []
@@ -141,7 +140,7 @@ class EmulatedTh260Lib:
         self._open = False
         self._mode: str | None = None
         self._t0 = clock()
-        self.settings: dict[str, object] = {
+        self.settings: dict[str, Any] = {
             "sync_div": 1,
             "binning": 0,
             "enable": [1, 1],
@@ -348,7 +347,7 @@ class EmulatedTh260Lib:
         """Put the records of the photons and markers since the last fill into the FIFO."""
         if not self._measuring:
             return
-        rec = self._rec.get(self._mode)
+        rec = self._rec.get(self._mode or "T3")
         elapsed = min(self._clock() - self._meas_t0, self._tacq_s)
         stop = int(elapsed / rec.unit_s) if rec is not None else 0
         if rec is None or stop <= self._generated:

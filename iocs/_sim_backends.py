@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -210,7 +210,7 @@ class SimulatedTcspc(_CellReadings):
 
     def __init__(self, sample: SimulatedSample) -> None:
         super().__init__(sample)
-        self.settings: dict[str, object] = {"mode": "T3", "sync_divider": 1}
+        self.settings: dict[str, Any] = {"mode": "T3", "sync_divider": 1}
         self._last_counts = (1, 1)
 
     @property

@@ -8,46 +8,34 @@ is refused while acquiring; the status words are refreshed by the IOC's photon l
 
 from __future__ import annotations
 
+from typing import Any
+
 from caproto.server import PVGroup, pvproperty
 
 from . import _harp_codes as hc
 from ._common import text_pv
 
 
-async def _put_setting(group: TcspcSettingsGroup, instance, value):
-    return await group.parent.configure_card(SETTING_PVS[instance.pvspec.attr][0], value, instance)
+async def _put_setting(self: Any, instance: Any, value: Any) -> Any:
+    # ``self`` is the TcspcSettingsGroup (caproto's putter signature), its parent the IOC.
+    name = hc.CARD_SETTINGS[instance.pvspec.attr][0]
+    return await self.parent.configure_card(name, value, instance)
 
 
-def _setting(name: str, value, units: str = "", lo=None, hi=None, doc: str = "") -> pvproperty:
-    kwargs = {"units": units} if units else {}
-    if lo is not None:
-        kwargs.update(lower_ctrl_limit=lo, upper_ctrl_limit=hi)
+def _setting(pv: str, units: str, lo: float, hi: float, doc: str = "") -> pvproperty:
+    value = hc.CARD_SETTINGS[pv][1]
+    kwargs: dict[str, Any] = {"units": units} if units else {}
     if isinstance(value, float):
         kwargs["precision"] = 1
-    return pvproperty(value=value, put=_put_setting, doc=doc, **kwargs)
+    return pvproperty(
+        value=value,
+        put=_put_setting,
+        doc=doc,
+        lower_ctrl_limit=lo,
+        upper_ctrl_limit=hi,
+        **kwargs,
+    )
 
-
-#: PV -> (backend setting name, start value); the backend's ``configure`` takes these names.
-SETTING_PVS: dict[str, tuple[str, object]] = {
-    "sync_divider": ("sync_divider", 1),
-    "sync_level": ("sync_level_mv", -50.0),
-    "sync_zero_cross": ("sync_zero_cross_mv", -10.0),
-    "sync_offset": ("sync_offset_ps", 0.0),
-    "input_level0": ("input_level0_mv", -50.0),
-    "input_level1": ("input_level1_mv", -50.0),
-    "input_zero_cross0": ("input_zero_cross0_mv", -10.0),
-    "input_zero_cross1": ("input_zero_cross1_mv", -10.0),
-    "input_offset0": ("input_offset0_ps", 0.0),
-    "input_offset1": ("input_offset1_ps", 0.0),
-    "input_enable0": ("input_enable0", 1),
-    "input_enable1": ("input_enable1", 1),
-    "dead_time0": ("dead_time0", 0),
-    "dead_time1": ("dead_time1", 0),
-    "marker_edges": ("marker_edges", 0xF),
-    "marker_enable": ("marker_enable", 0xF),
-    "marker_holdoff": ("marker_holdoff_ns", 0.0),
-    "binning": ("binning", 0),
-}
 
 _LEVEL = hc.TRG_LEVEL_RANGE_MV
 _OFFSET = hc.CHANNEL_OFFSET_RANGE_PS
@@ -88,24 +76,24 @@ class TcspcSettingsGroup(PVGroup):
         1 when the card's FIFO filled up and ended the last acquisition (reset at each start).
     """
 
-    sync_divider = _setting("sync_divider", 1, "", *hc.SYNCDIV_RANGE, doc="sync divider")
-    sync_level = _setting("sync_level", -50.0, "mV", *_LEVEL, doc="sync CFD/trigger level")
-    sync_zero_cross = _setting("sync_zero_cross", -10.0, "mV", *hc.CFD_ZC_RANGE_MV)
-    sync_offset = _setting("sync_offset", 0.0, "ps", *_OFFSET, doc="sync channel offset")
-    input_level0 = _setting("input_level0", -50.0, "mV", *_LEVEL)
-    input_level1 = _setting("input_level1", -50.0, "mV", *_LEVEL)
-    input_zero_cross0 = _setting("input_zero_cross0", -10.0, "mV", *hc.CFD_ZC_RANGE_MV)
-    input_zero_cross1 = _setting("input_zero_cross1", -10.0, "mV", *hc.CFD_ZC_RANGE_MV)
-    input_offset0 = _setting("input_offset0", 0.0, "ps", *_OFFSET)
-    input_offset1 = _setting("input_offset1", 0.0, "ps", *_OFFSET)
-    input_enable0 = _setting("input_enable0", 1, "", 0, 1)
-    input_enable1 = _setting("input_enable1", 1, "", 0, 1)
-    dead_time0 = _setting("dead_time0", 0, "", *hc.DEAD_TIME_CODE_RANGE)
-    dead_time1 = _setting("dead_time1", 0, "", *hc.DEAD_TIME_CODE_RANGE)
-    marker_edges = _setting("marker_edges", 0xF, "", 0, 0xF, doc="bit k: rising edge")
-    marker_enable = _setting("marker_enable", 0xF, "", 0, 0xF, doc="bit k: marker k+1 on")
-    marker_holdoff = _setting("marker_holdoff", 0.0, "ns", *hc.HOLDOFF_RANGE_NS)
-    binning = _setting("binning", 0, "", 0, 15, doc="T3 microtime bin = base x 2^binning")
+    sync_divider = _setting("sync_divider", "", *hc.SYNCDIV_RANGE, doc="sync divider")
+    sync_level = _setting("sync_level", "mV", *_LEVEL, doc="sync CFD/trigger level")
+    sync_zero_cross = _setting("sync_zero_cross", "mV", *hc.CFD_ZC_RANGE_MV)
+    sync_offset = _setting("sync_offset", "ps", *_OFFSET, doc="sync channel offset")
+    input_level0 = _setting("input_level0", "mV", *_LEVEL)
+    input_level1 = _setting("input_level1", "mV", *_LEVEL)
+    input_zero_cross0 = _setting("input_zero_cross0", "mV", *hc.CFD_ZC_RANGE_MV)
+    input_zero_cross1 = _setting("input_zero_cross1", "mV", *hc.CFD_ZC_RANGE_MV)
+    input_offset0 = _setting("input_offset0", "ps", *_OFFSET)
+    input_offset1 = _setting("input_offset1", "ps", *_OFFSET)
+    input_enable0 = _setting("input_enable0", "", 0, 1)
+    input_enable1 = _setting("input_enable1", "", 0, 1)
+    dead_time0 = _setting("dead_time0", "", *hc.DEAD_TIME_CODE_RANGE)
+    dead_time1 = _setting("dead_time1", "", *hc.DEAD_TIME_CODE_RANGE)
+    marker_edges = _setting("marker_edges", "", 0, 0xF, doc="bit k: rising edge")
+    marker_enable = _setting("marker_enable", "", 0, 0xF, doc="bit k: marker k+1 on")
+    marker_holdoff = _setting("marker_holdoff", "ns", *hc.HOLDOFF_RANGE_NS)
+    binning = _setting("binning", "", 0, 15, doc="T3 microtime bin = base x 2^binning")
     warnings = pvproperty(value=0, read_only=True, doc="the card's warning bits")
     warnings_text = text_pv("", doc="the card's warnings")
     flags = pvproperty(value=0, read_only=True, doc="the card's flag bits")
