@@ -13,7 +13,10 @@ and all four together on one simulated sample with ``qd-bluesky sim`` (or
 Each PVGroup talks to its instrument through a backend (``PotentiostatBackend``,
 ``LaserBackend``, ``StageBackend``, ``TcspcBackend``): the simulated ones share one sample, a
 ``FaultInjectingBackend`` wraps any of them to make operations fail, and a real driver
-implements the same protocol.
+implements the same protocol: ``HarpTcspc`` drives a PicoQuant TimeHarp 260 through TH260Lib
+(``Th260Library``; ``EmulatedTh260Lib`` replays PTU recordings in its place)::
+
+    python -m qd_bluesky.iocs.tcspc --backend th260 [--library PATH] --prefix qd:
 """
 
 from ._backends import (
@@ -26,6 +29,8 @@ from ._backends import (
 )
 from ._common import RefusedError
 from ._faults import FaultInjectingBackend
+from ._harp import HarpTcspc, Th260Library
+from ._harp_emulator import EmulatedTh260Lib
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
 from ._process import SimulatedInstrumentProcess, free_port_pair, use_loopback_ioc
@@ -44,7 +49,9 @@ from ._tcspc import TcspcIOC
 __all__ = [
     "BackendFault",
     "CyclicVoltammetryIOC",
+    "EmulatedTh260Lib",
     "FaultInjectingBackend",
+    "HarpTcspc",
     "LaserBackend",
     "LaserIOC",
     "PhotonBlock",
@@ -62,6 +69,7 @@ __all__ = [
     "StageIOC",
     "TcspcBackend",
     "TcspcIOC",
+    "Th260Library",
     "free_port_pair",
     "loopback_environment",
     "serve",

@@ -159,7 +159,7 @@ class HarpTcspc:
         self.model = ""
         self._initialize("T3")
         self._buffer = np.zeros(hc.TTREADMAX, dtype=np.uint32)
-        self._measuring = False
+        self._measuring = self._started = False
         self._sync_rate = 0.0
         self._last = clock()
 
@@ -289,7 +289,7 @@ class HarpTcspc:
         self._divider = int(self.settings["sync_divider"])
         self._resolution_s = self.lib.get_double("GetResolution", self.dev) * 1e-12
         self.lib("StartMeas", self.dev, hc.ACQ_TIME_MAX_MS)
-        self._measuring = True
+        self._measuring = self._started = True
         self._t0 = self._last = self._clock()
         self._sync_done = 0
 
@@ -299,8 +299,9 @@ class HarpTcspc:
         return self._t0 if self._measuring else None
 
     def stop_acquisition(self) -> None:
-        if self._measuring:
-            self._measuring = False
+        self._measuring = False
+        if self._started:  # also after a full FIFO stopped the card: the library wants it
+            self._started = False
             self.lib("StopMeas", self.dev)
 
     def read_photons(self) -> HarpBlock:

@@ -287,6 +287,8 @@ class TcspcIOC(PVGroup):
             self._count(before)
             rep = self.backend.rep_rate_hz
             t3 = self.mode.value == "T3"
+            if t3 and not rep > 0:
+                await self._refuse("no sync: the card sees a sync rate of 0 Hz, T3 needs one")
             resolution = self._bin_s(self.mode.value)
             # T3 timestamps count divided syncs: the unit and the microtime range follow. Whole
             # bins only: the range never exceeds the (divided) sync period.
