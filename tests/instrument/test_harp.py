@@ -282,3 +282,33 @@ def _wait(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_bias_steps_with_the_card_and_a_separate_potentiostat(card, sim_ioc, recording):
+    """The lab as wired: the card's IOC on its own, the potentiostat on another IOC. The bias
+    steps plan maps each settled bias to the photon rows of its segment through the primary
+    stream (the card does not see the bias), and announces every row of the file."""
+    from qd_bluesky.plans import bias_steps
+
+    table, sync = recording
+    pot = sim_ioc.connect().pot
+    RE = RunEngine({})  # noqa: N806
+    docs = []
+    RE.subscribe(lambda name, doc: docs.append((name, doc)))
+    RE(bias_steps(card, pot, [0.0, -0.5], 0.5, collect_period=0.2))
+    (stop,) = [doc for name, doc in docs if name == "stop"]
+    assert stop["exit_status"] == "success"
+    primary = next(d["uid"] for name, d in docs if name == "descriptor" and d["name"] == "primary")
+    events = [d for name, d in docs if name == "event" and d["descriptor"] == primary]
+    assert [e["data"]["pot"] for e in events] == pytest.approx([0.0, -0.5], abs=1e-3)
+    index = [e["data"]["tcspc_num_photons"] for e in events]
+    (uri,) = {d["uri"] for name, d in docs if name == "stream_resource"}
+    got = read_photon_hdf5(uri.removeprefix("file://localhost"))
+    n = len(got)
+    # Segment 1 starts after the first dwell: ~0.5 s of the ~7.8 kcps recording later.
+    assert 0 <= index[0] < index[1] < n
+    assert (sync[index[1]] - sync[max(index[0], 0)]) * table.macrotime_unit_s >= 0.5 - 0.05
+    stops = [d["indices"]["stop"] for name, d in docs if name == "stream_datum"]
+    assert max(stops) == n
+    np.testing.assert_array_equal(got.macrotime, sync[:n])
+    pot.destroy()
