@@ -21,6 +21,7 @@ from caproto import ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
 from ._common import BACKEND_FAULTS, RefusedError, clear_alarm, raise_alarm, status_pv, text_pv
+from ._harp_codes import MAX_T3_BINS
 from ._laser import WAVELENGTH_M
 from ._tcspc_settings import TcspcSettingsGroup
 
@@ -44,8 +45,6 @@ RATE_PERIOD_RANGE_S = (0.05, 1.0)
 MAX_COUNT_RATE_CPS = 40e6
 #: Rows per HDF5 chunk of the photon datasets.
 CHUNK_ROWS = 65536
-#: The card's T3 microtime field holds 15 bits (HydraHarp-family records).
-MAX_T3_BINS = 1 << 15
 
 
 class TcspcIOC(PVGroup):
@@ -429,6 +428,7 @@ class TcspcIOC(PVGroup):
     async def _card_status(self) -> None:
         """The card's rate meters and status words, for a backend that has them."""
         count_rates = getattr(self.backend, "count_rates", None)
+        # Rates first: TH260Lib computes the warnings from the rates last read.
         try:
             if count_rates is not None:
                 self._meter_samples.append(count_rates()[1][:2])
