@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,10 @@ from ._backends import BackendFault
 
 logger = logging.getLogger(__name__)
 
-#: Library file names tried when none is given.
-DEFAULT_LIBRARIES = ("libth260.so", "th260lib64.dll", "th260lib.dll")
+#: Library file names tried when none is given (PicoQuant's installers' names).
+DEFAULT_LIBRARIES = (
+    ("th260lib64.dll", "th260lib.dll") if sys.platform == "win32" else ("libth260.so",)
+)
 #: What the IOC prints once it serves.
 READY_LINE = "qd-bluesky tcspc: serving a TimeHarp 260"
 #: Reads of a full buffer in one ``read_photons`` call before the rest waits for the next tick.
@@ -398,6 +401,8 @@ def main_harp(argv: list[str] | None = None) -> None:
     th260``), or on the library's emulator (``--emulate PTU``)."""
     from pathlib import Path
 
+    from qd_bluesky._errors import QdBlueskyError
+
     from ._server import (
         apply_environment,
         ioc_parser,
@@ -411,6 +416,7 @@ def main_harp(argv: list[str] | None = None) -> None:
         desc="The TCSPC IOC on a PicoQuant TimeHarp 260 (TH260Lib), PVs {prefix}tcspc:*.",
         data_dir=True,
     )
+    parser.prog = "python -m qd_bluesky.iocs.tcspc --backend th260"
     parser.add_argument("--backend", choices=("th260",), default="th260")
     parser.add_argument(
         "--port", type=int, default=None, help="serve on loopback only, on this CA port"
@@ -445,7 +451,7 @@ def main_harp(argv: list[str] | None = None) -> None:
         else:
             library = Th260Library.load(args.library)
         backend = HarpTcspc(library, args.device)
-    except (BackendFault, OSError, ValueError) as exc:
+    except (BackendFault, OSError, ValueError, QdBlueskyError) as exc:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(exc).split())}\n")
     group = TcspcIOC(
         prefix=f"{ioc_options['prefix']}tcspc:",
