@@ -312,3 +312,20 @@ def test_bias_steps_with_the_card_and_a_separate_potentiostat(card, sim_ioc, rec
     assert max(stops) == n
     np.testing.assert_array_equal(got.macrotime, sync[:n])
     pot.destroy()
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--library", "/nonexistent/libth260.so"], "cannot load the TimeHarp 260 library"),
+        (["--emulate", "/nonexistent.ptu"], "/nonexistent.ptu: no such file"),
+    ],
+)
+def test_a_card_that_cannot_be_had_is_one_line(args, reason):
+    import subprocess
+
+    cmd = [sys.executable, "-P", "-m", "qd_bluesky.iocs.tcspc", "--backend", "th260", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and reason in lines[0], out.stderr
