@@ -156,3 +156,29 @@ def test_rate_meters_count_the_recording_over_100_ms(recording):
     expected = [np.count_nonzero(table.channel[window] == ch) / 0.1 for ch in (0, 1)]
     assert rates == pytest.approx(expected)
     assert card.microtime_bins == 3125  # whole 64 ps bins within the 200.0016 ns period
+
+
+def test_the_fifo_holds_overflow_records_of_many_wraps_and_markers():
+    clock = Clock()
+    lib = EmulatedTh260Lib(T3_PTU, clock=clock)
+    serial = ctypes.create_string_buffer(8)
+    assert lib.TH260_OpenDevice(0, serial) == 0 and lib.TH260_Initialize(0, hc.MODE_T3) == 0
+    assert lib.TH260_SetMarkerEnable(0, 1, 1, 0, 0) == 0
+    assert lib.TH260_StartMeas(0, 10_000) == 0
+    clock.t = 0.5
+    buffer = np.zeros(hc.TTREADMAX, dtype=np.uint32)
+    got = ctypes.c_int()
+    pointer = buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint))
+    assert lib.TH260_ReadFiFo(0, pointer, hc.TTREADMAX, ctypes.byref(got)) == 0
+    raw = buffer[: got.value].astype(np.int64)
+    special, code = raw >> 31, (raw >> 25) & 0x3F
+    overflow = (special == 1) & (code == 63)
+    # At 5 MHz the 10-bit sync field wraps every 205 us, the photons come every ~130 us: an
+    # overflow record most gaps, some carrying several wraps (the v2 layout's count).
+    assert overflow.sum() > 0.3 * (special == 0).sum()
+    assert ((raw & 0x3FF)[overflow] > 1).any()
+    assert set(code[(special == 1) & ~overflow]) == {1, 2}  # marker inputs 1 and 2
+    # Wrong calls answer with the library's error codes.
+    assert lib.TH260_ReadFiFo(0, pointer, 64, ctypes.byref(got)) == hc.ERROR_INVALID_ARGUMENT
+    assert lib.TH260_SetSyncDiv(0, 2) == hc.ERROR_INSTANCE_RUNNING
+    assert lib.TH260_Initialize(0, 1) == hc.ERROR_INVALID_MODE
