@@ -208,7 +208,7 @@ def test_t2_mode_replays_time_tags_at_the_cards_fixed_tick(card):
     assert validate_photon_file(path).valid
 
 
-def test_settings_reach_the_card_and_warnings_come_back(card):
+def test_settings_reach_the_card_and_warnings_come_back(card, waiter):
     prefix = card.prefix
     from ophyd import EpicsSignal, EpicsSignalRO
 
@@ -224,12 +224,12 @@ def test_settings_reach_the_card_and_warnings_come_back(card):
         # Input 1 disabled: the card records input 0 only.
         assert len(got) > 500 and set(np.unique(got.channel)) == {0}
         _set(card, "sync_divider", 2)
-        assert _wait(lambda: warnings.get(use_monitor=False) & 0x0200)
+        assert waiter(lambda: warnings.get(use_monitor=False) & 0x0200, 5.0)
         assert "divider" in text.get(use_monitor=False)
     finally:
         enable1.set(1).wait(5)
         _set(card, "sync_divider", 1)
-    assert _wait(lambda: not warnings.get(use_monitor=False) & 0x0200)
+    assert waiter(lambda: not warnings.get(use_monitor=False) & 0x0200, 5.0)
 
 
 def test_a_full_fifo_ends_the_run_with_every_photon_read(tmp_path, recording):
@@ -271,17 +271,6 @@ def _set(card, pv: str, value) -> None:
     sig.wait_for_connection(timeout=10)
     sig.set(value).wait(5)
     sig.destroy()
-
-
-def _wait(predicate, timeout: float = 5.0) -> bool:
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_bias_steps_with_the_card_and_a_separate_potentiostat(card, sim_ioc, recording):
