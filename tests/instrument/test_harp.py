@@ -65,10 +65,17 @@ def harp_ioc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarpIoc]:
 
 
 @pytest.fixture(scope="module")
-def card(harp_ioc: HarpIoc) -> Iterator[qd_devices.TcspcCard]:
+def harp_card(harp_ioc: HarpIoc) -> Iterator[qd_devices.TcspcCard]:
     card = harp_ioc.card()
     yield card
     card.destroy()
+
+
+@pytest.fixture
+def card(harp_card: qd_devices.TcspcCard) -> qd_devices.TcspcCard:
+    """The card, untimed (``acquire_time`` = 0) as the plans expect."""
+    harp_card.acquire_time.set(0.0).wait(5)
+    return harp_card
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,8 @@ def test_a_plan_announces_every_row_of_the_file(card, recording, tmp_path):
         assert ranges[0][0] == 0 and ranges[-1][1] == n
         assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     np.testing.assert_array_equal(read_photon_hdf5(path).macrotime, sync[:n])
+    # The file spans the plan's 0.8 s of photons (and the marker before them).
+    assert sync[n - 1] * table.macrotime_unit_s >= 0.8 - 0.05
     # The command line check of the contract accepts the card's file.
     out = subprocess.run(
         [sys.executable, "-P", "-m", "qd_bluesky.cli", "validate", path],
