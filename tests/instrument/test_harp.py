@@ -205,15 +205,23 @@ def test_t2_mode_replays_time_tags_at_the_cards_fixed_tick(card):
         with pytest.raises(Exception):  # noqa: B017 - the IOC fails the put; the reason is in error
             card.resolution.set(100e-12).wait(5)
         assert "fixes the T2 tick" in card.error.get(use_monitor=False)
-        path = _acquire(card, 0.05)
+        path = _acquire(card, 0.12)
     finally:
         card.mode.set("T3").wait(5)
     got = read_photon_hdf5(path)
     n = len(got)
-    assert got.mode == "T2" and n > 1000
+    assert got.mode == "T2" and n > 5000
     assert got.macrotime_unit_s == pytest.approx(t2.macrotime_unit_s)
-    np.testing.assert_array_equal(got.macrotime, (t2.macrotime - t2.macrotime[0])[:n])
+    ticks = t2.macrotime - t2.macrotime[0]
+    np.testing.assert_array_equal(got.macrotime, ticks[:n])
     np.testing.assert_array_equal(got.channel, t2.channel[:n])
+    # T2 marker records in ticks: input 1 at 50 and 100 ms, each after the photons before it.
+    with h5py.File(path, "r") as f:
+        stamps, channels = f["user/markers/timestamp"][()], f["user/markers/channel"][()]
+        index = f["user/markers/photon_index"][()]
+    step = round(0.05 / t2.macrotime_unit_s)
+    np.testing.assert_array_equal(stamps[channels == 1], [step, 2 * step])
+    np.testing.assert_array_equal(index, np.searchsorted(ticks[:n], stamps, side="left"))
     assert validate_photon_file(path).valid
 
 
