@@ -129,6 +129,7 @@ class TcspcCard(Device):
     file_path = text("file_path", kind=Kind.omitted)
     chunk_rows = ro("chunk_rows", kind=Kind.omitted)
     error = text("error", kind=Kind.omitted)
+    fifo_full = ro("fifo_full", kind=Kind.omitted)
 
     def __init__(self, prefix: str = "", *, name: str, laser: Laser | None = None, **kwargs):
         super().__init__(prefix, name=name, **kwargs)
@@ -303,8 +304,19 @@ class TcspcCard(Device):
                 daemon=True,
             ).start()
         else:
-            follow(status, self.acquire.set(0, timeout=None), lambda exc: exc)
+            follow(status, self.acquire.set(0, timeout=None), lambda exc: exc, verify=self._verdict)
         return status
+
+    def _verdict(self) -> BaseException | None:
+        """A full FIFO that ended the acquisition fails the completion (the file is intact)."""
+        try:
+            full = self.read_fresh(self.fifo_full, "the acquisition")
+        except IocLostError as exc:
+            return exc
+        if not full:
+            return None
+        reason = self.read_fresh(self.error, "the acquisition") or "FIFO full"
+        return InstrumentError(f"{self.name}: {reason} ({self._file})")
 
     def _wait_until_stopped(self, status: StatusBase) -> None:
         """Poll ``acquiring`` until the timed acquisition is over (or ``status`` ends)."""
@@ -315,6 +327,10 @@ class TcspcCard(Device):
                 fail_status(status, exc)
                 return
             if not running:
+                failure = self._verdict()
+                if failure is not None:
+                    fail_status(status, failure)
+                    return
                 try:
                     status.set_finished()
                 except InvalidState:

@@ -16,7 +16,11 @@ Each PVGroup talks to its instrument through a backend (``PotentiostatBackend``,
 ``LaserBackend``, ``StageBackend``, ``TcspcBackend``): the simulated ones share one sample, a
 ``FaultInjectingBackend`` wraps any of them to make operations fail, and a real driver
 implements the same protocol: ``EmStatPotentiostat`` (a PalmSens EmStat over MethodSCRIPT),
-tested against ``EmStatEmulator`` (MethodSCRIPT on a pseudo-terminal).
+tested against ``EmStatEmulator`` (MethodSCRIPT on a pseudo-terminal); ``HarpTcspc`` drives a
+PicoQuant TimeHarp 260 through TH260Lib (``Th260Library``; ``EmulatedTh260Lib`` replays PTU
+recordings in its place)::
+
+    python -m qd_bluesky.iocs.tcspc --backend th260 [--library PATH] --prefix qd:
 """
 
 from ._backends import (
@@ -35,6 +39,8 @@ from ._common import RefusedError
 from ._emstat import EmStatPotentiostat
 from ._emstat_emulator import EmStatEmulator
 from ._faults import FaultInjectingBackend
+from ._harp import HarpTcspc, Th260Library
+from ._harp_emulator import EmulatedTh260Lib
 from ._laser import LaserIOC
 from ._potentiostat import CyclicVoltammetryIOC, PotentiostatIOC
 from ._process import SimulatedInstrumentProcess, free_port_pair, use_loopback_ioc
@@ -55,7 +61,9 @@ __all__ = [
     "CyclicVoltammetryIOC",
     "EmStatEmulator",
     "EmStatPotentiostat",
+    "EmulatedTh260Lib",
     "FaultInjectingBackend",
+    "HarpTcspc",
     "LaserBackend",
     "LaserIOC",
     "LaserLocks",
@@ -77,6 +85,7 @@ __all__ = [
     "StreamingCv",
     "TcspcBackend",
     "TcspcIOC",
+    "Th260Library",
     "free_port_pair",
     "loopback_environment",
     "serve",

@@ -257,6 +257,14 @@ class TcspcBackend(Protocol):
 
     The photons flow all the time (the rate meters count them); the IOC writes those of an
     acquisition to its file. The bias markers come from the potentiostat the card is wired to.
+
+    Optional members a real card adds (the IOC looks for each; the TimeHarp 260 backend
+    :class:`~._harp.HarpTcspc` has them all): ``configure(name, value)`` (the settings PVs,
+    ``mode`` and ``binning``), ``count_rates()`` (its own rate meters), ``status_bits()``
+    (warnings, flags), ``t2_tick_s``, ``measurement_start_s``, ``sees_bias = False`` (no
+    ``/user/bias``), ``reports_overruns = True``. Its blocks may carry ``sync_divider``,
+    ``t2_ticks``, ``marker_timestamp``/``marker_channel`` (to ``/user/markers``) and
+    ``fifo_full`` (:class:`~._harp.HarpBlock`).
     """
 
     @property

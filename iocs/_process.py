@@ -104,8 +104,11 @@ class SimulatedInstrumentProcess:
         self._ready = threading.Event()
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = STARTUP_TIMEOUT_S) -> SimulatedInstrumentProcess:
-        """Start the process, wait until it serves, and point this process's client at it."""
+    #: The line the process prints once it serves.
+    ready_line = READY_LINE
+
+    def command(self) -> list[str]:
+        """The child's command line."""
         cmd = [
             sys.executable,
             "-P",  # never import a source tree from the working directory
@@ -127,6 +130,11 @@ class SimulatedInstrumentProcess:
             cmd += ["--field", str(self.field)]
             if self.area_um is not None:
                 cmd += ["--area", repr(float(self.area_um))]
+        return cmd
+
+    def start(self, timeout: float = STARTUP_TIMEOUT_S) -> SimulatedInstrumentProcess:
+        """Start the process, wait until it serves, and point this process's client at it."""
+        cmd = self.command()
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -152,7 +160,7 @@ class SimulatedInstrumentProcess:
         assert self.proc is not None and self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
-            if READY_LINE in line:
+            if self.ready_line in line:
                 self._ready.set()
         self._ready.set()  # exited: do not make start() wait
 

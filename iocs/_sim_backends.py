@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ._backends import BackendFault, LaserLocks
 from ._power_calibration import SIMULATED_CALIBRATION, SLM_828_RATES_HZ
@@ -290,7 +293,18 @@ class SimulatedStage(_OnSample):
 
 
 class SimulatedTcspc(_CellReadings):
-    """:class:`~._backends.TcspcBackend` on a :class:`SimulatedSample`."""
+    """:class:`~._backends.TcspcBackend` on a :class:`SimulatedSample`.
+
+    Of the card's settings (:meth:`configure`) it simulates the sync divider (in T3 the
+    macrotime counts divided syncs and the microtime spans the divided period), the input
+    enables and the mode; the others are kept and read back. Its warnings say a divider > 1
+    in T3 and an enabled input that counts nothing.
+    """
+
+    def __init__(self, sample: SimulatedSample) -> None:
+        super().__init__(sample)
+        self.settings: dict[str, Any] = {"mode": "T3", "sync_divider": 1}
+        self._last_counts = (1, 1)
 
     @property
     def rep_rate_hz(self) -> float:
@@ -317,8 +331,54 @@ class SimulatedTcspc(_CellReadings):
     def now(self) -> float:
         return self.sample.now()
 
+    def configure(self, name: str, value) -> None:
+        self.settings[name] = value
+
+    def status_bits(self) -> tuple[int, int]:
+        from ._harp_codes import WARNING_DIVIDER_GREATER_ONE, WARNING_INPT_RATE_ZERO
+
+        warnings = 0
+        if self.settings["mode"] == "T3" and int(self.settings["sync_divider"]) > 1:
+            warnings |= WARNING_DIVIDER_GREATER_ONE
+        if not all(self._last_counts):
+            warnings |= WARNING_INPT_RATE_ZERO
+        return warnings, 0
+
     def read_photons(self) -> PhotonBlock:
-        return self.sample.advance()
+        block = self.sample.advance()
+        enabled = [int(self.settings.get(f"input_enable{ch}", 1)) for ch in (0, 1)]
+        if not all(enabled):
+            keep = np.asarray(enabled, dtype=bool)[np.minimum(block.channel, 1)]
+            block = replace(
+                block,
+                macrotime=block.macrotime[keep],
+                microtime=block.microtime[keep],
+                channel=block.channel[keep],
+                charge_state=block.charge_state[keep],
+                source=block.source[keep],
+            )
+        counts = np.bincount(block.channel, minlength=2)[:2]
+        if block.t_stop_s > block.t_start_s:
+            pairs = zip(counts, enabled, strict=True)
+            self._last_counts = tuple(int(c) if en else 1 for c, en in pairs)
+        divider = int(self.settings["sync_divider"])
+        if divider == 1 or self.settings["mode"] != "T3":
+            return block
+        # The card counts divided syncs; a photon's delay runs from the last divided sync.
+        period_bins = round(1.0 / (block.rep_rate_hz * block.microtime_unit_s))
+        micro = block.microtime.astype(np.int64) + (block.macrotime % divider) * period_bins
+        keep = micro < (1 << 16)
+        return replace(
+            block,
+            macrotime=block.macrotime[keep] // divider,
+            microtime=micro[keep].astype(np.uint16),
+            channel=block.channel[keep],
+            charge_state=block.charge_state[keep],
+            source=block.source[keep],
+            sync_start=block.sync_start // divider,
+            sync_stop=-(-block.sync_stop // divider),
+            rep_rate_hz=block.rep_rate_hz / divider,
+        )
 
     def start_acquisition(self) -> None:
         self.sample.acquiring = True

@@ -18,15 +18,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from caproto import ChannelType
-from caproto.server import PVGroup, pvproperty
+from caproto.server import PVGroup, SubGroup, pvproperty
 
 from ._common import BACKEND_FAULTS, RefusedError, clear_alarm, raise_alarm, status_pv, text_pv
+from ._harp_codes import MAX_T3_BINS
 from ._laser import WAVELENGTH_M
+from ._tcspc_settings import TcspcSettingsGroup
 
 if TYPE_CHECKING:
     from ._backends import TcspcBackend
 
 logger = logging.getLogger(__name__)
+
+
+class FifoFullError(RuntimeError):
+    """The card's FIFO filled up and the card stopped its measurement (one-line message)."""
+
 
 #: Photon generation period: each tick asks the sample for the photons since the last one.
 TICK_S = 0.05
@@ -53,7 +60,9 @@ class TcspcIOC(PVGroup):
         ``T3`` (sync count + microtime) or ``T2`` (absolute time tags in ``resolution``
         ticks). Refused while acquiring.
     resolution
-        Time bin (s): 25 ps times a power of two. Refused while acquiring.
+        T3: the microtime bin (s), the card's base resolution times a power of two (sets
+        ``binning``). T2: the time tag unit, fixed by the card (a put is refused). Refused while
+        acquiring.
     sync_rate
         Measured laser sync rate (Hz).
     count_rate0, count_rate1
@@ -90,6 +99,12 @@ class TcspcIOC(PVGroup):
         delivering photons) stops the acquisition, closes the file intact and is written here
         with a MAJOR alarm, which the next acquisition clears.
 
+    The card's input settings and status words (``sync_divider``, CFD levels, offsets, marker
+    inputs, ``warnings``, ``flags``, ``fifo_full``...) are the PVs of
+    :class:`~._tcspc_settings.TcspcSettingsGroup`. A full FIFO (the card stops its
+    measurement) ends the acquisition: the file keeps every photon read and is closed intact,
+    ``fifo_full`` = 1 and ``error`` says so.
+
     The ``backend`` (:class:`~qd_bluesky.iocs.TcspcBackend`) delivers the photons and the bias
     markers.
 
@@ -121,6 +136,8 @@ class TcspcIOC(PVGroup):
         self._rate_counts = np.zeros(2, dtype=np.int64)
         self._rate_t0 = time.monotonic()
         self._shift = 0  # microtime bins are merged by 2**shift
+        self._bins = 0  # microtime bins of the open file
+        self._meter_samples: list = []
 
     mode = pvproperty(value="T3", dtype=ChannelType.ENUM, enum_strings=("T2", "T3"), doc="T2 or T3")
     resolution = pvproperty(value=25e-12, units="s", precision=15, doc="time bin (s)")
@@ -155,6 +172,7 @@ class TcspcIOC(PVGroup):
     )
     overflow = pvproperty(value=0, read_only=True, doc="photons lost to FIFO overrun")
     error = status_pv("", doc="why the last request failed")
+    card = SubGroup(TcspcSettingsGroup, prefix="")
 
     # -- requests -----------------------------------------------------------------------
 
@@ -167,6 +185,7 @@ class TcspcIOC(PVGroup):
         if not self.data_dir.value:
             await self.data_dir.write(self._default_dir, verify_value=False)
         await self.sync_rate.write(self.backend.rep_rate_hz)
+        await self.resolution.write(self._bin_s(self.mode.value), verify_value=False)
 
     @file_path.shutdown
     async def file_path(self, instance, async_lib):
@@ -176,12 +195,44 @@ class TcspcIOC(PVGroup):
     async def mode(self, instance, value):
         if self._writer is not None:
             await self._refuse("cannot change mode while acquiring")
+        await self._tell_backend("mode", value)
+        await self.resolution.write(self._bin_s(value), verify_value=False)
+        return value
+
+    def _bin_s(self, mode: str) -> float:
+        """The file's time bin in ``mode``: the T3 microtime bin, or the card's fixed T2 tick."""
+        if mode == "T2":
+            return float(getattr(self.backend, "t2_tick_s", self.backend.microtime_unit_s))
+        return self.backend.microtime_unit_s * 2**self._shift
+
+    async def _tell_backend(self, name: str, value) -> None:
+        configure = getattr(self.backend, "configure", None)
+        if configure is None:
+            return
+        try:
+            configure(name, value)
+        except BACKEND_FAULTS as exc:
+            await self._refuse(f"the card refused {name} = {value}: {exc}")
+
+    async def configure_card(self, name: str, value, instance):
+        """A put to a card setting PV (:class:`TcspcSettingsGroup`): to the backend."""
+        if self._writer is not None:
+            await self._refuse(f"cannot change {instance.pvspec.attr} while acquiring")
+        await self._tell_backend(name, value)
+        if name == "binning":
+            self._shift = int(value)
+            await self.resolution.write(self._bin_s(self.mode.value), verify_value=False)
         return value
 
     @resolution.putter
     async def resolution(self, instance, value):
         if self._writer is not None:
             await self._refuse("cannot change resolution while acquiring")
+        if self.mode.value == "T2":
+            await self._refuse(
+                f"the card fixes the T2 tick at {self._bin_s('T2') * 1e12:g} ps; "
+                "resolution sets the T3 microtime bin"
+            )
         base = self.backend.microtime_unit_s
         shift = round(np.log2(max(float(value), base) / base))
         if not 0 <= shift <= 15 or not np.isclose(
@@ -190,7 +241,9 @@ class TcspcIOC(PVGroup):
             await self._refuse(
                 f"resolution {float(value):.3g} s is not {base * 1e12:g} ps times a power of two"
             )
+        await self._tell_backend("binning", shift)
         self._shift = shift
+        await self.card.binning.write(shift, verify_value=False)
         return base * 2**shift
 
     @acquire.putter
@@ -213,6 +266,8 @@ class TcspcIOC(PVGroup):
         from qd_bluesky.analysis._photon_hdf5 import (
             BIAS_MARKER_COLUMNS,
             BIAS_MARKER_GROUP,
+            CARD_MARKER_COLUMNS,
+            CARD_MARKER_GROUP,
             OVERFLOW_COLUMNS,
             OVERFLOW_GROUP,
             PhotonHdf5Writer,
@@ -230,15 +285,21 @@ class TcspcIOC(PVGroup):
                 raise RefusedError(f"the card failed: {exc}", source=self.prefix) from None
             self._count(before)
             rep = self.backend.rep_rate_hz
-            resolution = self.backend.microtime_unit_s * 2**self._shift
             t3 = self.mode.value == "T3"
+            if t3 and not rep > 0:
+                await self._refuse("no sync: the card sees a sync rate of 0 Hz, T3 needs one")
+            resolution = self._bin_s(self.mode.value)
+            # T3 timestamps count divided syncs: the unit and the microtime range follow. Whole
+            # bins only: the range never exceeds the (divided) sync period.
+            divider = int(self.card.sync_divider.value) if t3 else 1
+            bins = min(divider * self.backend.microtime_bins // 2**self._shift, MAX_T3_BINS)
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 self._writer = PhotonHdf5Writer(
                     path,
-                    macrotime_unit_s=1.0 / rep if t3 else resolution,
+                    macrotime_unit_s=divider / rep if t3 else resolution,
                     microtime_unit_s=resolution if t3 else None,
-                    microtime_bins=int(np.ceil(self.backend.microtime_bins / 2**self._shift)),
+                    microtime_bins=bins,
                     rep_rate_hz=rep,
                     description=self.backend.describe(self.mode.value),
                     channels=2,
@@ -248,6 +309,7 @@ class TcspcIOC(PVGroup):
                     user_columns={
                         BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS,
                         OVERFLOW_GROUP: OVERFLOW_COLUMNS,
+                        CARD_MARKER_GROUP: CARD_MARKER_COLUMNS,
                     },
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
@@ -257,7 +319,18 @@ class TcspcIOC(PVGroup):
             self._t_start = before.t_stop_s
             duration = float(self.acquire_time.value)
             self._t_end = self._t_start + duration if duration > 0 else None
-            self.backend.start_acquisition()
+            self._bins = bins
+            try:
+                self.backend.start_acquisition()
+            except BACKEND_FAULTS as exc:
+                self._finish()
+                await raise_alarm(self.error, f"the card failed: {exc}")
+                raise RefusedError(f"the card failed: {exc}", source=self.prefix) from None
+            # A card that starts measuring only now (its FIFO was off) starts the file now.
+            started = getattr(self.backend, "measurement_start_s", None)
+            if started is not None:
+                self._t_start = started
+                self._t_end = self._t_start + duration if duration > 0 else None
             self._mark(
                 [0],
                 [before.sync_stop],
@@ -266,6 +339,7 @@ class TcspcIOC(PVGroup):
                 [self.backend.current_a],
             )
         await self.error.write("")
+        await self.card.fifo_full.write(0)
         await self.overflow.write(0)
         await self.num_photons.write(0)
         await self.elapsed.write(0.0)
@@ -278,6 +352,8 @@ class TcspcIOC(PVGroup):
                 return
             try:
                 await self._take()
+            except FifoFullError as exc:
+                await raise_alarm(self.error, str(exc))
             finally:
                 self._finish()
         await self.acquiring.write(0)
@@ -321,6 +397,9 @@ class TcspcIOC(PVGroup):
             else:
                 try:
                     await self._take()
+                except FifoFullError as exc:
+                    await self._abandon(str(exc), alarm=True)
+                    return
                 except BACKEND_FAULTS as exc:
                     await self._fault(exc)
                     return
@@ -332,15 +411,34 @@ class TcspcIOC(PVGroup):
                     self._finish()
                     await self.acquiring.write(0)
                     await self.acquire.write(0, verify_value=False)
+        await self._card_status()
         now = time.monotonic()
         if now - self._rate_t0 >= self.rate_period.value:
             rates = self._rate_counts / (now - self._rate_t0)
+            if self._meter_samples:  # the card's own 100 ms meters, averaged over the gate
+                rates = np.mean(self._meter_samples, axis=0)
+                self._meter_samples = []
             self._rate_counts[:] = 0
             self._rate_t0 = now
             await self.count_rate0.write(float(rates[0]))
             await self.count_rate1.write(float(rates[1]))
             await self.rate_gate.write(self.rate_gate.value + 1)
             await self.sync_rate.write(self.backend.rep_rate_hz)
+
+    async def _card_status(self) -> None:
+        """The card's rate meters and status words, for a backend that has them."""
+        count_rates = getattr(self.backend, "count_rates", None)
+        # Rates first: TH260Lib computes the warnings from the rates last read.
+        try:
+            if count_rates is not None:
+                self._meter_samples.append(count_rates()[1][:2])
+            status_bits = getattr(self.backend, "status_bits", None)
+            if status_bits is not None:
+                await self.card.show_status(*status_bits())
+        except BACKEND_FAULTS as exc:
+            if not self._rate_fault:
+                self._rate_fault = True
+                await self._fault(exc)
 
     async def _fault(self, exc: BaseException) -> None:
         """The card failed: one log line, the alarm on ``error``; an acquisition stops."""
@@ -380,7 +478,8 @@ class TcspcIOC(PVGroup):
             events = [e for e in events if e[0] <= t_stop]
         n_max = int(MAX_COUNT_RATE_CPS * max(t_stop - chunk.t_start_s, 0.0)) + 1
         rows_before = self._writer.rows_written
-        if len(macrotime) > n_max:
+        # A real card drops what it cannot buffer itself (and says so in its flags).
+        if len(macrotime) > n_max and not getattr(self.backend, "reports_overruns", False):
             # FIFO overrun: the card drops what it cannot buffer, says so in the PV, and the
             # file records where and how many (docs/photon-file.md).
             from qd_bluesky.analysis._photon_hdf5 import OVERFLOW_GROUP
@@ -393,12 +492,21 @@ class TcspcIOC(PVGroup):
             )
             macrotime, microtime, channel = macrotime[:n_max], microtime[:n_max], channel[:n_max]
             await self.overflow.write(1)
-        if self.mode.value == "T2":
+        if getattr(chunk, "t2_ticks", False):
+            rows = self._writer.append(macrotime, None, channel)  # the card's own time tags
+        elif self.mode.value == "T2":
             period_bins = round(1.0 / (chunk.rep_rate_hz * chunk.microtime_unit_s))
-            timestamps = (macrotime * period_bins + microtime) >> self._shift
+            timestamps = macrotime * period_bins + microtime  # ticks of the base resolution
             rows = self._writer.append(timestamps, None, channel)
         else:
-            rows = self._writer.append(macrotime, microtime >> self._shift, channel)
+            # Bins the card did not merge itself; photons beyond the range are not recorded.
+            extra = round(np.log2(self._bin_s("T3") / chunk.microtime_unit_s))
+            microtime = microtime >> extra
+            keep = microtime < self._bins
+            if not keep.all():
+                macrotime, microtime, channel = macrotime[keep], microtime[keep], channel[keep]
+            rows = self._writer.append(macrotime, microtime, channel)
+        self._card_markers(chunk, macrotime, rows_before, sync_stop)
         if events:
             # Bias changes inside the chunk, each mapped to the first photon of the first
             # laser pulse at or after it: photons from that pulse on saw the new bias.
@@ -422,6 +530,28 @@ class TcspcIOC(PVGroup):
         )
         await self.num_photons.write(rows)
         await self.elapsed.write(max(0.0, t_stop - self._t_start))
+        if getattr(chunk, "fifo_full", False):
+            await self.card.fifo_full.write(1)
+            raise FifoFullError(
+                f"FIFO full: the card stopped the measurement; the file holds all {rows} "
+                "photons read"
+            )
+
+    def _card_markers(self, chunk, macrotime, rows_before: int, stop: int) -> None:
+        """The card's marker records of ``chunk`` to ``/user/markers`` (before ``stop``)."""
+        timestamp = getattr(chunk, "marker_timestamp", None)
+        if timestamp is None or not len(timestamp):
+            return
+        from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_GROUP
+
+        keep = timestamp < stop
+        timestamp = timestamp[keep]
+        self._writer.append_user(
+            CARD_MARKER_GROUP,
+            timestamp=timestamp,
+            channel=chunk.marker_channel[keep],
+            photon_index=rows_before + np.searchsorted(macrotime, timestamp, side="left"),
+        )
 
     @staticmethod
     def _sync_at(chunk, t_s):
@@ -436,6 +566,8 @@ class TcspcIOC(PVGroup):
         # Imported here like the writer: the IOC package loads without the analysis stack.
         from qd_bluesky.analysis._photon_hdf5 import BIAS_MARKER_GROUP
 
+        if not getattr(self.backend, "sees_bias", True):
+            return  # the bias comes in as marker records (/user/markers), if wired
         # The writer casts each column to the dtype the marker schema declares.
         self._writer.append_user(
             BIAS_MARKER_GROUP,

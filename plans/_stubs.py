@@ -104,8 +104,22 @@ def start_photons(tcspc: Flyable, *, stream: str = PHOTON_STREAM) -> MsgGenerato
 
 
 def finish_photons(tcspc: Flyable, *, stream: str = PHOTON_STREAM) -> MsgGenerator[None]:
-    """Stop the acquisition, wait until the file is closed, and announce its last rows."""
-    yield from bps.complete(tcspc, wait=True)
+    """Stop the acquisition, wait until the file is closed, and announce its last rows.
+
+    When the card itself ended the acquisition with an error (e.g. its FIFO filled up), the
+    rows it wrote are still announced, then the card's own one-line error is raised: it is
+    the ``reason`` of the run's stop document.
+    """
+    try:
+        yield from bps.complete(tcspc, wait=True)
+    except FailedStatus as exc:
+        cause = exc.__cause__
+        if cause is None:
+            raise
+        yield from quietly(
+            bps.collect(tcspc, name=stream, return_payload=False), "announcing the last rows"
+        )
+        raise cause from None
     yield from bps.collect(tcspc, name=stream, return_payload=False)
 
 

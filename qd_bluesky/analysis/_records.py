@@ -338,27 +338,62 @@ def decode_records(
 
     Chunks only bound how long one call runs; the result does not depend on them.
     """
-    n = raw.size
-    macro = np.empty(n, dtype=np.int64)
-    chan = np.empty(n, dtype=np.uint8)
-    t3 = layout.mode == "T3"
-    micro = np.empty(n if t3 else 0, dtype=np.uint16)
+    macro, micro, chan = _columns(raw.size, layout)
+    state = _new_state()
+    for start in range(0, raw.size, max(int(chunk_records), 1)):
+        _run(layout, raw[start : start + chunk_records], macro, micro, chan, state)
+    return _decoded(macro, micro, chan, state, layout)
+
+
+class RecordStream:
+    """Decode a stream of records chunk by chunk (a card's FIFO), the clock carried across.
+
+    Each :meth:`decode` gives the photons and markers of one chunk (``markers`` an empty
+    table when there are none); overflow records that end one chunk unwrap the times of the
+    next, exactly as :func:`decode_records` over the whole stream.
+    """
+
+    def __init__(self, layout: RecordLayout) -> None:
+        self.layout = layout
+        self._state = _new_state()
+
+    def decode(self, raw: NDArray[np.uint32]) -> Decoded:
+        """Photons and markers of the next ``raw`` records of the stream."""
+        macro, micro, chan = _columns(raw.size, self.layout)
+        self._state[_N_PHOTONS] = self._state[_N_MARKERS] = 0  # rows of this chunk's arrays
+        _run(self.layout, raw, macro, micro, chan, self._state)
+        decoded = _decoded(macro, micro, chan, self._state, self.layout)
+        if decoded.markers is None:
+            decoded.markers = np.empty(0, dtype=MARKER_DTYPE)
+        return decoded
+
+
+def _new_state() -> NDArray[np.int64]:
     state = np.zeros(_STATE_SLOTS, dtype=np.int64)
     state[_LAST_MACRO] = -1  # before any time (times are >= 0)
-    for start in range(0, n, max(int(chunk_records), 1)):
-        _run(layout, raw[start : start + chunk_records], macro, micro, chan, state)
+    return state
+
+
+def _columns(n: int, layout: RecordLayout) -> tuple[NDArray, NDArray, NDArray]:
+    """Output columns for ``n`` records: macrotime, microtime (empty in T2), channel."""
+    micro = np.empty(n if layout.mode == "T3" else 0, dtype=np.uint16)
+    return np.empty(n, dtype=np.int64), micro, np.empty(n, dtype=np.uint8)
+
+
+def _decoded(macro, micro, chan, state, layout: RecordLayout) -> Decoded:
+    """The photons (front) and markers (back, reversed) the kernels wrote, and the counts."""
+    n = macro.size
     n_ph, n_mark = int(state[_N_PHOTONS]), int(state[_N_MARKERS])
     markers = None
     if n_mark:
         markers = np.empty(n_mark, dtype=MARKER_DTYPE)
         markers["macrotime"] = macro[n - n_mark :][::-1]
         markers["bits"] = chan[n - n_mark :][::-1]
-    macrotime, channel = _trim(macro, n_ph), _trim(chan, n_ph)
-    microtime = _trim(micro, n_ph) if t3 else np.zeros(n_ph, dtype=np.uint16)
+    t3 = layout.mode == "T3"
     return Decoded(
-        macrotime=macrotime,
-        microtime=microtime,
-        channel=channel,
+        macrotime=_trim(macro, n_ph),
+        microtime=_trim(micro, n_ph) if t3 else np.zeros(n_ph, dtype=np.uint16),
+        channel=_trim(chan, n_ph),
         markers=markers,
         n_invalid=int(state[_N_INVALID]),
         n_backwards=int(state[_N_BACKWARDS]),

@@ -256,3 +256,37 @@ def test_t2_mode_and_coarser_resolution(tcspc):
     finally:
         tcspc.mode.set("T3").wait(5)
         tcspc.resolution.set(25e-12).wait(5)
+
+
+def test_sync_divider_counts_divided_syncs(tcspc):
+    """The simulated card divides the sync as a real one: the T3 timestamps count divided
+    syncs (unit = divider / rep rate) and the nanotimes span the divided period."""
+    from ophyd import EpicsSignal, EpicsSignalRO
+
+    from qd_bluesky.analysis import validate_photon_file
+
+    divider = EpicsSignal(f"{tcspc.prefix}sync_divider", name="sync_divider")
+    warnings = EpicsSignalRO(f"{tcspc.prefix}warnings", name="warnings")
+    for sig in (divider, warnings):
+        sig.wait_for_connection(timeout=10)
+    try:
+        divider.set(2).wait(5)
+        tcspc.acquire_time.set(0.3).wait(5)
+        tcspc.kickoff().wait(10)
+        tcspc.complete().wait(10)
+        assert warnings.get(use_monitor=False) & 0x0200  # "sync divider > 1 in T3"
+    finally:
+        divider.set(1).wait(5)
+        tcspc.acquire_time.set(0.0).wait(5)
+    path = tcspc.file_path.get(use_monitor=False)
+    got = read_photon_hdf5(path)
+    rep = tcspc.rates.sync_rate.get(use_monitor=False)
+    assert got.macrotime_unit_s == pytest.approx(2 / rep)
+    period_bins = round(1 / (rep * got.microtime_unit_s))
+    assert got.microtime_bins == 2 * period_bins
+    # Photons after the odd (undivided) syncs: about half, delayed by one laser period.
+    late = np.count_nonzero(got.microtime >= period_bins) / len(got)
+    assert abs(late - 0.5) < 5 * 0.5 / np.sqrt(len(got))  # 5 sigma of a binomial half
+    assert 0.29 < got.duration_s <= 0.3
+    validation = validate_photon_file(path)
+    assert validation.valid, validation.problems

@@ -13,19 +13,11 @@ import os
 #: File-system types (``/proc/mounts``' third field) that reach another host's disk.
 NETWORK_FILESYSTEMS = frozenset(
     {
-        "nfs",
-        "nfs4",
-        "cifs",
-        "smb3",
-        "smbfs",
-        "9p",
-        "afs",
-        "ncpfs",
-        "fuse.sshfs",
-        "fuse.davfs2",
-        "fuse.rclone",
+        "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "9p", "afs", "ceph", "coda",
+        "glusterfs", "fuse.glusterfs", "ncpfs", "sshfs", "fuse.sshfs", "davfs", "fuse.davfs2",
+        "fuse.s3fs", "fuse.rclone",
     }
-)
+)  # fmt: skip
 #: The kernel's table of mounts (Linux).
 MOUNT_TABLE = "/proc/mounts"
 
