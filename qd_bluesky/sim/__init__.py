@@ -48,6 +48,7 @@ from ._stream import (
     concatenate_chunks,
 )
 from ._warmup import warm_up
+from ._switching import SwitchingWaveform
 from ._waveform import CvWaveform
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "SingleDot",
     "StateTable",
     "SteadyState",
+    "SwitchingWaveform",
     "concatenate_chunks",
     "emission_probabilities",
     "rate_matrix",
