@@ -47,8 +47,8 @@ from ._stream import (
     SingleDot,
     concatenate_chunks,
 )
-from ._warmup import warm_up
 from ._switching import SwitchingWaveform
+from ._warmup import warm_up
 from ._waveform import CvWaveform
 
 __all__ = [
