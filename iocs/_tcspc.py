@@ -213,10 +213,16 @@ class TcspcIOC(PVGroup):
         from qd_bluesky.analysis._photon_hdf5 import (
             BIAS_MARKER_COLUMNS,
             BIAS_MARKER_GROUP,
+            CARD_MARKER_COLUMNS,
+            CARD_MARKER_GROUP,
             OVERFLOW_COLUMNS,
             OVERFLOW_GROUP,
             PhotonHdf5Writer,
         )
+
+        user_columns = {OVERFLOW_GROUP: OVERFLOW_COLUMNS, CARD_MARKER_GROUP: CARD_MARKER_COLUMNS}
+        if self._sees_bias:
+            user_columns[BIAS_MARKER_GROUP] = BIAS_MARKER_COLUMNS
 
         directory = Path(self.data_dir.value or self._default_dir)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -245,10 +251,7 @@ class TcspcIOC(PVGroup):
                     chunk_rows=CHUNK_ROWS,
                     excitation_wavelengths_m=[WAVELENGTH_M],
                     swmr=True,
-                    user_columns={
-                        BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS,
-                        OVERFLOW_GROUP: OVERFLOW_COLUMNS,
-                    },
+                    user_columns=user_columns,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
                 self._writer = None
@@ -399,6 +402,7 @@ class TcspcIOC(PVGroup):
             rows = self._writer.append(timestamps, None, channel)
         else:
             rows = self._writer.append(macrotime, microtime >> self._shift, channel)
+        self._card_markers(chunk, sync_stop, macrotime, microtime, rows_before)
         if events:
             # Bias changes inside the chunk, each mapped to the first photon of the first
             # laser pulse at or after it: photons from that pulse on saw the new bias.
@@ -431,8 +435,43 @@ class TcspcIOC(PVGroup):
         ).astype(np.int64)
         return np.clip(sync, chunk.sync_start, chunk.sync_stop)
 
+    @property
+    def _sees_bias(self) -> bool:
+        return bool(getattr(self.backend, "sees_bias", True))
+
+    def _card_markers(self, chunk, sync_stop, macrotime, microtime, rows_before) -> None:
+        """The card's marker records of ``chunk`` into ``/user/markers`` (docs/photon-file.md).
+
+        A backend with marker inputs has ``read_markers(chunk)``: per record the sync count
+        of its period, its delay after that sync in finest microtime bins, and the input.
+        """
+        read_markers = getattr(self.backend, "read_markers", None)
+        if read_markers is None:
+            return
+        sync, offset, marker_channel = read_markers(chunk)
+        keep = sync < sync_stop  # a timed acquisition ends at sync_stop
+        sync, offset, marker_channel = sync[keep], offset[keep], marker_channel[keep]
+        if len(sync) == 0:
+            return
+        from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_GROUP
+
+        # Photons of the marker's period that arrived before the edge are written before it.
+        period_bins = round(1.0 / (chunk.rep_rate_hz * chunk.microtime_unit_s))
+        photon_key = macrotime * period_bins + microtime
+        marker_key = sync * period_bins + np.floor(offset).astype(np.int64)
+        index = np.searchsorted(photon_key, marker_key, side="right")
+        timestamp = sync if self.mode.value == "T3" else marker_key >> self._shift
+        self._writer.append_user(
+            CARD_MARKER_GROUP,
+            timestamp=timestamp,
+            channel=marker_channel,
+            photon_index=rows_before + np.minimum(index, len(macrotime)),
+        )
+
     def _mark(self, photon_index, sync, t_s, bias_v, current_a) -> None:
         """Append bias markers: photon ``photon_index`` onwards saw ``bias_v`` (from ``t_s``)."""
+        if not self._sees_bias:
+            return
         # Imported here like the writer: the IOC package loads without the analysis stack.
         from qd_bluesky.analysis._photon_hdf5 import BIAS_MARKER_GROUP
 

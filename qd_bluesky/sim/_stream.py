@@ -222,6 +222,11 @@ class _Clock:
         x = (np.asarray(t_s, dtype=float) - self.t0[-1]) * self.rate[-1]
         return self.sync0[-1] + np.maximum(0, np.ceil(x - 1e-6)).astype(np.int64)
 
+    def pulses_before(self, t_s: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Index of the last sync at or before each time (within the current epoch)."""
+        x = (np.asarray(t_s, dtype=float) - self.t0[-1]) * self.rate[-1]
+        return self.sync0[-1] + np.maximum(0, np.floor(x + 1e-6)).astype(np.int64)
+
     def new_epoch(self, t_s: float, rep_rate_hz: float) -> None:
         sync = self.pulse_at_or_after(t_s)
         self.t0.append(t_s)
@@ -370,6 +375,13 @@ class PhotonEngine:
         if t_s <= t_c:
             return v_from
         return v_to + (v_from - v_to) * math.exp(-(t_s - t_c) / self._rise_tau)
+
+    def sync_before(self, t_s: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray]:
+        """The laser pulse at or before each time and the time since it (s): where a TCSPC
+        card files an edge on its marker input (times up to the latest :meth:`advance`)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        sync = self._clock.pulses_before(t)
+        return sync, np.maximum(t - self._clock.time_of(sync), 0.0)
 
     @property
     def microtime_unit_s(self) -> float:
@@ -826,7 +838,8 @@ class PhotonEngine:
         t_all = np.sort(np.concatenate((seg_t, times)))
         level = seg_level[np.searchsorted(seg_t, t_all, side="right") - 1]
         jump = np.searchsorted(times, t_all, side="right") - 1
-        state_at = np.where(jump >= 0, states[np.maximum(jump, 0)], state_before)
+        with_before = np.concatenate(([state_before], states))
+        state_at = with_before[jump + 1]
         bounds = self._clock.pulses_at_or_after(t_all)
         bounds[0] = j_a
         stops = np.append(bounds[1:], j_b)
