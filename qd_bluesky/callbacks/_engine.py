@@ -334,7 +334,8 @@ class RunAnalysis:
             logs = [CardMarkers.open(self.path, channel) for _ in range(2)]
             if logs[0] is not None and logs[1] is not None:
                 self._bias_log, self._levels_bias_log = (
-                    MarkerBias(log, self.segments.starts, corners, cv["rate"], unit) for log in logs
+                    MarkerBias(log, lambda: self.segments.starts, corners, cv["rate"], unit)
+                    for log in logs
                 )
             else:
                 for log in logs:
