@@ -103,6 +103,70 @@ class CyclicVoltammetry(Device):
         self.potentiostat.stop(success=success)
 
 
+class Switching(Device):
+    """The square-wave switching mode, run by the IOC (``{P}pot:sw_*``).
+
+    Set ``low``, ``high`` (V), ``period`` (s) and ``cycles``, then ``trigger()``: the bias
+    steps to ``high`` and back to ``low`` every period, played by the instrument itself (with a
+    trigger edge at every step, for the TCSPC card's marker input); the status finishes when
+    the wave is over.
+    """
+
+    low = rw("low", kind=Kind.config)
+    high = rw("high", kind=Kind.config)
+    period = rw("period", kind=Kind.config)
+    cycles = rw("cycles", kind=Kind.config)
+    run = operation("run", kind=Kind.omitted, put_complete=True)
+    running = ro("running", kind=Kind.omitted)
+    progress = ro("progress", kind=Kind.omitted)
+    elapsed = ro("elapsed", kind=Kind.omitted)
+    duration = ro("duration", kind=Kind.omitted)
+
+    @property
+    def potentiostat(self) -> Potentiostat:
+        return cast("Potentiostat", self.parent)
+
+    def trigger(self) -> ProgressStatus:
+        """Run the square wave; the status finishes when the IOC is done (put completion)."""
+        pot = self.potentiostat
+        with lost_on_timeout(lambda: pot.lost("the request to run the square wave")):
+            low, high = self.low.get(), self.high.get()
+            for what, value in (("switching low", low), ("switching high", high)):
+                pot.check_value(value, what=what)
+            pot.require_ready()
+            duration = float(self.period.get()) * int(self.cycles.get())
+            approach = abs(low - (pot.position or 0.0)) / max(pot.slew_rate.get(), 1e-9)
+            status = ProgressStatus(
+                self,
+                progress=self.progress,
+                duration_s=duration,
+                timeout=bounded_timeout(duration + approach + 2.0),
+            )
+            if pot.mode.get(use_monitor=False) != "static":
+                pot.mode.set("static").wait(timeout=pot.mode.write_timeout)
+            pot.follow_operation(
+                status,
+                lambda: self.run.set(1, timeout=None),
+                during=f"the square wave ({self.cycles.get()} cycle(s))",
+                target=low,
+                watch=(self.run, self.progress),
+                verify=self._check_finished,
+            )
+            return status
+
+    def _check_finished(self) -> BaseException | None:
+        try:
+            progress = self.progress.get(use_monitor=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to read ends the status
+            return self.potentiostat.lost(f"the end of the square wave ({exc})")
+        if progress < 1.0:
+            return StoppedError(f"{self.name}: the square wave stopped at {100 * progress:.0f} %")
+        return None
+
+    def stop(self, *, success: bool = False) -> None:
+        self.potentiostat.stop(success=success)
+
+
 class Potentiostat(GuardedPositioner):
     """A potentiostat as a positioner on the bias (V vs the Pt quasi-reference).
 
@@ -138,6 +202,7 @@ class Potentiostat(GuardedPositioner):
     status = text("status", kind=Kind.omitted)
     limit_violation = ro("limit_violation", kind=Kind.omitted)
     cv = Cpt(CyclicVoltammetry, "cv_", kind=Kind.config)
+    switching = Cpt(Switching, "sw_", kind=Kind.config)
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ from ._survey import (
     find_spots,
     survey,
 )
+from ._switching import bias_switching
 from ._validate import MAX_RASTER_POINTS
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "adaptive_bias_map",
     "bias_cycling",
     "bias_steps",
+    "bias_switching",
     "collect_until_done",
     "cv_scan",
     "find_dot",

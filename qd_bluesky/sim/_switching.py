@@ -74,12 +74,13 @@ class SwitchingWaveform:
         """When the waveform is over (the bias then stays at ``low_v``)."""
         return self.t0_s + self.cycles * self.period_s
 
-    def target(self, n: int | NDArray[np.int64]) -> NDArray[np.float64] | float:
+    def target(self, n: int | NDArray[np.int64]) -> NDArray[np.float64]:
         """Bias edge ``n`` steps to: ``high_v`` for even ``n``, ``low_v`` for odd."""
-        return np.where(np.asarray(n) % 2 == 0, self.high_v, self.low_v)[()]
+        return np.where(np.asarray(n) % 2 == 0, self.high_v, self.low_v)
 
-    def edge_time(self, n: NDArray[np.int64] | int) -> NDArray[np.float64] | float:
-        return self.t0_s + np.asarray(n) * self.half_s
+    def edge_time(self, n: NDArray[np.int64] | int) -> NDArray[np.float64]:
+        """Time of edge ``n``."""
+        return np.asarray(self.t0_s + np.asarray(n) * self.half_s, dtype=np.float64)
 
     def start_of(self, n: NDArray[np.int64]) -> NDArray[np.float64]:
         """The bias at edge ``n`` (where its rise starts)."""
