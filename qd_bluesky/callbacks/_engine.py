@@ -241,6 +241,7 @@ class RunAnalysis:
         self.segment_summaries: list[dict[str, float]] = []
         # Row of the photon at each FLID bin's centre, for bins from `_centre_base` on.
         self._centre_rows = np.zeros(0, dtype=np.int64)
+        self._centre_ticks = np.zeros(0, dtype=np.int64)  # their timestamps (marker bias)
         self._centre_base = 0
         # Every FLID bin reported so far, as compact columns (for the at-stop streams).
         self._flid_columns = ColumnTable()
@@ -518,8 +519,9 @@ class RunAnalysis:
             return
         bins = np.arange(known, last + 1)
         centres = f.t0_ticks + (bins + 0.5) * f.ticks_per_bin
-        rows = first_row + np.searchsorted(m, centres, side="left")
-        self._centre_rows = np.concatenate((self._centre_rows, rows))
+        index = np.minimum(np.searchsorted(m, centres, side="left"), len(m) - 1)
+        self._centre_rows = np.concatenate((self._centre_rows, first_row + index))
+        self._centre_ticks = np.concatenate((self._centre_ticks, m[index]))
 
     # -- calibration ----------------------------------------------------------------------------
 
@@ -603,7 +605,14 @@ class RunAnalysis:
         have = self._centre_rows[first - self._centre_base : upto - self._centre_base]
         rows[: len(have)] = have
         segment = self.segments.segment_of(rows)
-        if self._bias_log is not None:
+        if isinstance(self._bias_log, MarkerBias):
+            ticks = np.full(len(rows), self._last_ticks, dtype=np.int64)
+            ticks[: len(have)] = self._centre_ticks[
+                first - self._centre_base : upto - self._centre_base
+            ]
+            self._bias_log.refresh()
+            bias = self._bias_log.bias_at(rows, ticks)
+        elif self._bias_log is not None:
             self._bias_log.refresh()
             bias = self._bias_log.bias_at(rows)
             self._bias_log.forget_before(int(rows[-1]))  # (the levels have their own log)
@@ -612,6 +621,7 @@ class RunAnalysis:
         # Forget the centre rows of the bins reported.
         drop = upto - self._centre_base
         self._centre_rows = self._centre_rows[drop:] if drop > 0 else self._centre_rows
+        self._centre_ticks = self._centre_ticks[drop:] if drop > 0 else self._centre_ticks
         self._centre_base = max(self._centre_base, upto)
         columns = {
             "time_s": np.arange(first, upto) * bin_s,
@@ -651,8 +661,12 @@ class RunAnalysis:
             self._levels_bias_log.forget_before(self._levels.row0)
         self._outbox.extend(new.items())
 
-    def _level_bias(self, rows: NDArray) -> NDArray:
-        """Bias of photon rows already read: from the file's markers, else the segment's."""
+    def _level_bias(self, rows: NDArray, ticks: NDArray) -> NDArray:
+        """Bias of photon rows already read (timestamps ``ticks``): from the file's markers,
+        else the segment's."""
+        if isinstance(self._levels_bias_log, MarkerBias):
+            self._levels_bias_log.refresh()
+            return self._levels_bias_log.bias_at(rows, ticks)
         if self._levels_bias_log is not None:
             self._levels_bias_log.refresh()
             return self._levels_bias_log.bias_at(rows)

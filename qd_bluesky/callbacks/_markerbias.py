@@ -85,9 +85,12 @@ class CardMarkers:
             self._read = n
 
     def timestamps_of(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
-        """The photon timestamps of ``rows`` (read from the same file)."""
+        """The photon timestamps of ``rows`` (read from the same file, with no chunk cache:
+        a chunk read while the writer was filling it must not be served again)."""
         rows = np.asarray(rows, dtype=np.int64)
-        ds = self._f["photon_data/timestamps"]
+        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        dapl.set_chunk_cache(0, 0, 1.0)
+        ds = h5py.Dataset(h5py.h5d.open(self._f.id, b"photon_data/timestamps", dapl))
         if self._swmr:
             ds.refresh()
         uniq, inverse = np.unique(rows, return_inverse=True)
@@ -144,11 +147,12 @@ class MarkerBias:
     def refresh(self) -> None:
         self.markers.refresh()
 
-    def bias_at(self, rows: NDArray) -> NDArray[np.float64]:
-        """Bias seen by each photon row (NaN before the first segment)."""
+    def bias_at(self, rows: NDArray, timestamps: NDArray | None = None) -> NDArray[np.float64]:
+        """Bias seen by each photon row (NaN before the first segment); ``timestamps``: the
+        rows' photon timestamps when the caller has them (else read from the file)."""
         rows = np.asarray(rows, dtype=np.int64)
         seg_rows = np.asarray(self._segment_rows(), dtype=np.int64)
-        ts = self.markers.timestamps_of(rows)
+        ts = self.markers.timestamps_of(rows) if timestamps is None else np.asarray(timestamps)
         return marker_bias(
             rows,
             ts,

@@ -262,4 +262,6 @@ REPLAY_COMPARED: dict[str, tuple[str, ...]] = {
     "reversibility": ("segment", "bins", "intensity_cps", "lifetime_ns"),
     "levels": STREAM_FIELDS["levels"],
     "blinking": ("segment", "levels", "groups", "dim_fraction", "switching_rate_hz"),
+    "switching": ("time_us", "steps", "photons", "lifetime_ns"),
+    "switching_response": ("steps", "rise_time_us"),
 }
