@@ -172,13 +172,9 @@ class SimulatedSample:
         wave = self._switching
         if wave is not None and t < wave.end_s:
             self._end_switching(t)
-            self.sample.set_bias(wave.bias_at(t), t)
+            self.bias_v = wave.bias_at(t)
+            self.sample.set_bias(self.bias_v, t)
         self._switching = None
-
-    @property
-    def switching(self) -> bool:
-        """True while a square wave runs."""
-        return self._switching is not None and self.now() < self._switching.end_s
 
     def switching_bias(self) -> float | None:
         """The bias the square wave commands now (None: no square wave)."""
@@ -345,6 +341,7 @@ class SimulatedTcspc(_CellReadings):
     def start_acquisition(self) -> None:
         self.sample.acquiring = True
         self.sample.drain_bias_log()
+        self.sample.triggers.clear()  # edges of an earlier acquisition not handed out
 
     def stop_acquisition(self) -> None:
         self.sample.acquiring = False

@@ -1,6 +1,5 @@
 """Microsecond bias switching: a square wave of bias with photons throughout."""
 
-import time
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -13,12 +12,12 @@ from . import _validate as check
 from ._md import qd_block, read_photon_mode, start_md
 from ._run import photon_run
 from ._stubs import (
-    STOP_POLL_S,
     collect_until_done,
     mark_segment,
     quietly,
     restoring_bias,
     set_bias,
+    stop_operation,
 )
 
 #: Shortest period the plan asks for (the potentiostat IOC's own lower limit).
@@ -149,7 +148,10 @@ def bias_switching(
 
         def stop(exc: Exception) -> MsgGenerator[None]:
             own = isinstance(exc, FailedStatus) and bool(exc.args) and exc.args[0] is status
-            yield from quietly(_stop_wave(potentiostat, None if own else status), "stopping")
+            stop_wave = stop_operation(
+                potentiostat, potentiostat.switching.progress, None if own else status
+            )
+            yield from quietly(stop_wave, "stopping the square wave")
 
         yield from bpp.contingency_wrapper(
             collect_until_done(tcspc, group, collect_period), except_plan=stop
@@ -176,23 +178,3 @@ def bias_switching(
         return (yield from restoring_bias(potentiostat, photon_run(tcspc, wave(), _md)))
 
     return run()
-
-
-def _stop_wave(
-    potentiostat: Any, status: Status | None, *, timeout: float = 10.0
-) -> MsgGenerator[None]:
-    """Abort the square wave and wait until the IOC has let go of it (``sw_running`` 0);
-    absorb the wave's own (expected) failure, as :func:`~._stubs.stop_cv` does the CV's."""
-    try:
-        yield from bps.stop(potentiostat)
-        if status is None:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            running = yield from bps.rd(potentiostat.switching.running, default_value=0)
-            if not running:
-                return
-            yield from bps.sleep(STOP_POLL_S)
-    except FailedStatus as exc:
-        if status is None or not (exc.args and exc.args[0] is status):
-            raise

@@ -49,7 +49,7 @@ def test_bias_switching_order(inst, sim):
 def test_bias_switching_failure_stops_the_wave_and_returns_the_bias(inst, sim):
     wave = object()
     sim.add_handler("trigger", lambda msg: wave, "pot_switching")
-    sim.add_read_handler_for(inst.pot.switching.running, 1)
+    sim.add_read_handler_for(inst.pot.switching.progress, 0.4)
     abort = RequestAbort()
     out = simulate(
         sim,
@@ -61,7 +61,7 @@ def test_bias_switching_failure_stops_the_wave_and_returns_the_bias(inst, sim):
     stop = lines.index("stop pot")
     assert lines[stop:] == [
         "stop pot",
-        "read pot_switching_running",  # still switching: poll until the IOC lets go
+        "read pot_switching_progress",  # not over: poll until the IOC lets go
         "acquire",  # the stopped wave's failure arrives here and is absorbed
         *PHOTONS_END,
         "set pot -0.3",
