@@ -170,11 +170,10 @@ class SimulatedSample:
         """End the square wave now; the bias stays where it is (then the next set_bias)."""
         t = self.now()
         wave = self._switching
+        self._end_switching(t)  # its edges up to now are triggers still to hand out
         if wave is not None and t < wave.end_s:
-            self._end_switching(t)
             self.bias_v = wave.bias_at(t)
             self.sample.set_bias(self.bias_v, t)
-        self._switching = None
 
     def switching_bias(self) -> float | None:
         """The bias the square wave commands now (None: no square wave)."""
