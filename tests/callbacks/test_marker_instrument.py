@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
+from qd_bluesky.analysis import validate_photon_file
 from qd_bluesky.callbacks import replay, subscribe_live_analysis
 from qd_bluesky.devices import connect_instrument
 from qd_bluesky.iocs import SimulatedInstrumentProcess
@@ -65,6 +66,8 @@ def test_cv_on_a_blind_card_gets_each_photons_bias_from_the_trigger(bench):
     inst = bench.inst
     inst.pot.set(0.0).wait(10)
     uid = bench.run(cv_scan(inst.tcspc, inst.pot, 0.0, -1.0, 0.0, 1.0, 1))
+    path = bench.inst.tcspc.file_path.get(use_monitor=False)
+    assert validate_photon_file(path).problems == []  # a valid photon file without /user/bias
     with bench.photon_file() as f:
         assert "bias" not in f["user"]  # the card was not told the bias
         ts = f["user/markers/timestamp"][:]
