@@ -28,13 +28,15 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_PATH, open_for_reading
+from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_COLUMNS, CARD_MARKER_PATH
 from qd_bluesky.analysis._switching import (
     EDGE_NAMES,
     SwitchingAccumulator,
     fit_step_response,
     step_exposure,
 )
+
+from ._biaslog import open_user_group, read_appended
 
 
 class CardMarkers:
@@ -43,11 +45,10 @@ class CardMarkers:
     Use :meth:`open`, which returns None for a file without them.
     """
 
-    def __init__(self, f: h5py.File, channel: int) -> None:
+    def __init__(self, f: h5py.File, datasets: dict[str, h5py.Dataset], channel: int) -> None:
         self._f = f
-        self._swmr = bool(f.swmr_mode)
-        group = f[CARD_MARKER_PATH]
-        self._ds = {name: group[name] for name in ("timestamp", "channel", "photon_index")}
+        self._swmr = bool(f.swmr_mode)  # (see BiasLog)
+        self._ds = datasets
         self.channel = int(channel)
         self.timestamp = np.zeros(0, dtype=np.int64)
         self.photon_index = np.zeros(0, dtype=np.int64)
@@ -62,27 +63,20 @@ class CardMarkers:
         PhotonFileError
             The file cannot be opened as HDF5.
         """
-        f, _ = open_for_reading(path, "cannot open the marker records")
-        group = f.get(CARD_MARKER_PATH)
-        if not isinstance(group, h5py.Group) or "timestamp" not in group:
-            f.close()
-            return None
-        return cls(f, channel)
+        opened = open_user_group(
+            path, CARD_MARKER_PATH, tuple(CARD_MARKER_COLUMNS), "cannot open the marker records"
+        )
+        return None if opened is None else cls(*opened, channel)
 
     def refresh(self) -> None:
         """Read the records appended since the last call (those of our input)."""
-        if self._swmr:
-            for ds in self._ds.values():
-                ds.refresh()
-        n = min(ds.shape[0] for ds in self._ds.values())
-        if n > self._read:
-            sl = slice(self._read, n)
-            mine = self._ds["channel"][sl] == self.channel
-            ts = self._ds["timestamp"][sl][mine].astype(np.int64)
-            rows = self._ds["photon_index"][sl][mine].astype(np.int64)
+        self._read, new = read_appended(self._ds, self._swmr, self._read)
+        if new:
+            mine = new["channel"] == self.channel
+            ts = new["timestamp"][mine].astype(np.int64)
+            rows = new["photon_index"][mine].astype(np.int64)
             self.timestamp = np.concatenate((self.timestamp, ts))
             self.photon_index = np.concatenate((self.photon_index, rows))
-            self._read = n
 
     def timestamps_of(self, rows: NDArray[np.int64]) -> NDArray[np.int64]:
         """The photon timestamps of ``rows`` (read from the same file, with no chunk cache:
