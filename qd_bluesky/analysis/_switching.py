@@ -173,7 +173,7 @@ class StepResponse:
 
 def _model(p: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[np.float64]:
     start, end, delay, log_tau = p
-    x = np.maximum(t - delay, 0.0) / math.exp(log_tau)
+    x = np.maximum(t - delay, 0.0) * math.exp(-min(max(log_tau, -60.0), 60.0))
     return end + (start - end) * np.exp(-x)
 
 
@@ -221,5 +221,9 @@ def fit_step_response(
         log_tau_err = math.sqrt(max(cov[3, 3], 0.0))
     except np.linalg.LinAlgError:
         log_tau_err = math.nan
-    tau = math.exp(p[3])
-    return StepResponse(tau, tau * log_tau_err, float(p[2]), float(p[0]), float(p[1]))
+    tau = math.exp(min(max(p[3], -60.0), 60.0))
+    problem = None
+    if not (0.1 * dt <= tau <= 10.0 * t[-1]) or not math.isfinite(log_tau_err):
+        # A step the dot does not follow, or one faster than a bin: no time constant here.
+        problem = "no response resolved between one bin and the half period"
+    return StepResponse(tau, tau * log_tau_err, float(p[2]), float(p[0]), float(p[1]), problem)

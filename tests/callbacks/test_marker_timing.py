@@ -26,6 +26,7 @@ def test_switching_recovers_the_cells_rise_time(tmp_path, rise_time_s):
     run = write_switching(tmp_path / "s.h5", rise_time_s=rise_time_s, seconds=2.0)
     out = analyse(run, -1.8, [run.rows], markers=SWITCHING)
     fit = _by_edge(out["switching_response"], "falling")
+    assert fit["problem"] == ""
     assert fit["steps"] == pytest.approx(10_000, abs=2)  # every falling step of the wave
     err = fit["rise_time_stderr_us"]
     assert 0 < err < 0.15 * rise_time_s * 1e6
