@@ -19,6 +19,47 @@ from ._status import ProgressStatus, bounded_timeout, fail_status, lost_on_timeo
 DEFAULT_SAFE_WINDOW_V = (-2.0, 1.0)
 
 
+def _run_on_ioc(
+    op: Any, *, duration_s: float, start_v: float, mode: str, during: str, target: float
+) -> ProgressStatus:
+    """Start an operation the IOC runs by put completion (``op.run``), reporting
+    ``op.progress``; the status allows the approach to ``start_v`` and the operation."""
+    pot = op.potentiostat
+    approach = abs(start_v - (pot.position or 0.0)) / max(pot.slew_rate.get(), 1e-9)
+    status = ProgressStatus(
+        op,
+        progress=op.progress,
+        duration_s=duration_s,
+        timeout=bounded_timeout(duration_s + approach + 1.0),
+    )
+    if pot.mode.get(use_monitor=False) != mode:
+        pot.mode.set(mode).wait(timeout=pot.mode.write_timeout)
+    pot.follow_operation(
+        status,
+        lambda: op.run.set(1, timeout=None),
+        during=during,
+        target=target,
+        watch=(op.run, op.progress),
+        verify=op._check_finished,
+        alarm_of=(op.run,),  # a run record refusing through its alarm (an EPICS-base IOC)
+    )
+    return status
+
+
+def _finished(op: Any, what: str) -> BaseException | None:
+    """None when ``op`` ran to its end (progress 1), else why not."""
+    try:
+        progress = op.progress.get(use_monitor=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to read ends the operation's status
+        return op.potentiostat.lost(f"the end of {what} ({exc})")
+    if progress < 1.0:
+        return StoppedError(
+            f"{op.name}: {what} stopped at {100 * progress:.0f} % "
+            f"({op.potentiostat.status.get(use_monitor=False)})"
+        )
+    return None
+
+
 class CyclicVoltammetry(Device):
     """The cyclic-voltammetry waveform, run by the IOC (``{P}pot:cv_*``).
 
@@ -66,39 +107,65 @@ class CyclicVoltammetry(Device):
         if int(self.cycles.get()) < 1:
             raise ValueError(f"{self.name}: cycles must be >= 1, not {self.cycles.get()}")
         pot.require_ready()
-        duration = self.waveform_duration()
-        approach = abs(start - (pot.position or 0.0)) / max(pot.slew_rate.get(), 1e-9)
-        status = ProgressStatus(
+        return _run_on_ioc(
             self,
-            progress=self.progress,
-            duration_s=duration,
-            timeout=bounded_timeout(duration + approach + 1.0),
-        )
-        if pot.mode.get(use_monitor=False) != "CV":
-            pot.mode.set("CV").wait(timeout=pot.mode.write_timeout)
-        pot.follow_operation(
-            status,
-            lambda: self.run.set(1, timeout=None),
+            duration_s=self.waveform_duration(),
+            start_v=start,
+            mode="CV",
             during=f"the CV scan ({self.cycles.get()} cycle(s))",
             target=end,
-            watch=(self.run, self.progress),
-            verify=self._check_finished,
-            alarm_of=(self.run,),
         )
-        return status
 
     def _check_finished(self) -> BaseException | None:
         # The IOC completes the put of an aborted scan too: only a full one is a success.
-        try:
-            progress = self.progress.get(use_monitor=False)
-        except Exception as exc:  # noqa: BLE001 - any failure to read ends the scan's status
-            return self.potentiostat.lost(f"the end of the CV scan ({exc})")
-        if progress < 1.0:
-            return StoppedError(
-                f"{self.name}: the CV scan stopped at {100 * progress:.0f} % "
-                f"({self.potentiostat.status.get(use_monitor=False)})"
+        return _finished(self, "the CV scan")
+
+    def stop(self, *, success: bool = False) -> None:
+        self.potentiostat.stop(success=success)
+
+
+class Switching(Device):
+    """The square-wave switching mode, run by the IOC (``{P}pot:sw_*``).
+
+    Set ``low``, ``high`` (V), ``period`` (s) and ``cycles``, then ``trigger()``: the bias
+    steps to ``high`` and back to ``low`` every period, played by the instrument itself (with a
+    trigger edge at every step, for the TCSPC card's marker input); the status finishes when
+    the wave is over.
+    """
+
+    low = rw("low", kind=Kind.config)
+    high = rw("high", kind=Kind.config)
+    period = rw("period", kind=Kind.config)
+    cycles = rw("cycles", kind=Kind.config)
+    run = operation("run", kind=Kind.omitted, put_complete=True)
+    running = ro("running", kind=Kind.omitted)
+    progress = ro("progress", kind=Kind.omitted)
+    elapsed = ro("elapsed", kind=Kind.omitted)
+    duration = ro("duration", kind=Kind.omitted)
+
+    @property
+    def potentiostat(self) -> Potentiostat:
+        return cast("Potentiostat", self.parent)
+
+    def trigger(self) -> ProgressStatus:
+        """Run the square wave; the status finishes when the IOC is done (put completion)."""
+        pot = self.potentiostat
+        with lost_on_timeout(lambda: pot.lost("the request to run the square wave")):
+            low, high = self.low.get(), self.high.get()
+            for what, value in (("switching low", low), ("switching high", high)):
+                pot.check_value(value, what=what)
+            pot.require_ready()
+            return _run_on_ioc(
+                self,
+                duration_s=float(self.period.get()) * int(self.cycles.get()),
+                start_v=low,
+                mode="static",
+                during=f"the square wave ({self.cycles.get()} cycle(s))",
+                target=low,
             )
-        return None
+
+    def _check_finished(self) -> BaseException | None:
+        return _finished(self, "the square wave")
 
     def stop(self, *, success: bool = False) -> None:
         self.potentiostat.stop(success=success)
@@ -155,6 +222,7 @@ class Potentiostat(GuardedPositioner):
     trigger_output = enum("trigger_output", kind=Kind.config)
     trigger_count = ro("trigger_count", kind=Kind.omitted)
     cv = Cpt(CyclicVoltammetry, "cv_", kind=Kind.config)
+    switching = Cpt(Switching, "sw_", kind=Kind.config)
 
     def __init__(
         self,

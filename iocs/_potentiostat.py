@@ -44,6 +44,10 @@ def format_current(amps: float) -> str:
     return f"{amps:.3g} A"
 
 
+#: Shortest square-wave period of the switching mode (a potentiostat's fast pulse mode).
+MIN_SWITCH_PERIOD_S = 10e-6
+
+
 class CyclicVoltammetryIOC(PVGroup):
     """The cyclic-voltammetry waveform of the potentiostat (PV names ``{P}pot:cv_*``).
 
@@ -107,6 +111,59 @@ class CyclicVoltammetryIOC(PVGroup):
         return 0
 
 
+class SwitchingIOC(PVGroup):
+    """The square-wave switching mode of the potentiostat (PV names ``{P}pot:sw_*``).
+
+    low, high
+        The two biases (V), each in the safe window.
+    period
+        Seconds of one low -> high -> low cycle (``MIN_SWITCH_PERIOD_S`` .. 10 s).
+    cycles
+        Number of cycles; the wave starts with the step to ``high`` and ends at ``low``.
+    run
+        Put 1 to run it (needs ``mode`` = static); completes when it is over (or aborted).
+        The instrument plays the wave itself (no per-step Channel Access) and its trigger
+        output fires at every step.
+    running, progress, elapsed, duration
+        Read-only progress, as the CV's.
+    """
+
+    low = pvproperty(value=-1.0, units="V", precision=4, doc="switching low bias (V)")
+    high = pvproperty(value=0.0, units="V", precision=4, doc="switching high bias (V)")
+    period = pvproperty(
+        value=1e-3,
+        units="s",
+        precision=7,
+        lower_ctrl_limit=MIN_SWITCH_PERIOD_S,
+        upper_ctrl_limit=10.0,
+        doc="period of one low -> high -> low cycle (s)",
+    )
+    cycles = pvproperty(
+        value=1000, lower_ctrl_limit=1, upper_ctrl_limit=100_000_000, doc="number of cycles"
+    )
+    run = pvproperty(value=0, doc="put 1 to switch; completes when the square wave is over")
+    running = pvproperty(value=0, read_only=True, doc="1 while switching")
+    progress = pvproperty(value=0.0, read_only=True, precision=4, doc="fraction done")
+    elapsed = pvproperty(value=0.0, read_only=True, units="s", precision=3)
+    duration = pvproperty(value=0.0, read_only=True, units="s", precision=3)
+
+    @low.putter
+    async def low(self, instance, value):
+        await self.parent.check_safe(value, what="switching low")
+        return value
+
+    @high.putter
+    async def high(self, instance, value):
+        await self.parent.check_safe(value, what="switching high")
+        return value
+
+    @run.putter
+    async def run(self, instance, value):
+        if value:
+            await self.parent.run_switching()
+        return 0
+
+
 class PotentiostatIOC(PVGroup):
     """A potentiostat driving an ITO / Pt quasi-reference / Pt counter cell (``{P}pot:``).
 
@@ -165,6 +222,9 @@ class PotentiostatIOC(PVGroup):
 
     A put to a setting the backend lacks fails, and ``status`` says
     ``refused: <setting> is not supported by this potentiostat``.
+    sw_low, sw_high, sw_period, sw_cycles, sw_run, sw_running, sw_progress, sw_elapsed,
+    sw_duration
+        The square-wave switching mode, see :class:`SwitchingIOC`.
     """
 
     def __init__(self, *args, backend: PotentiostatBackend, **kwargs) -> None:
@@ -241,6 +301,7 @@ class PotentiostatIOC(PVGroup):
     trigger_count = pvproperty(value=0, read_only=True, doc="trigger pulses emitted")
 
     cv = SubGroup(CyclicVoltammetryIOC, prefix="cv_")
+    sw = SubGroup(SwitchingIOC, prefix="sw_")
 
     # -- optional settings of the backend -------------------------------------------------
 
@@ -586,6 +647,60 @@ class PotentiostatIOC(PVGroup):
         for bias_v, current_a in points:
             await self.bias_rbv.write(bias_v + offset)
             await self.current.write(current_a)
+
+    # -- square-wave switching -------------------------------------------------------------
+
+    async def run_switching(self) -> None:
+        """Play the square wave of the ``sw_*`` PVs (the put of ``sw_run``)."""
+        sw = self.sw
+        await self.limit_violation.write(0)
+        await clear_alarm(self.status)
+        start = getattr(self.backend, "start_switching", None)
+        if start is None:
+            await self.refuse("this potentiostat has no switching mode")
+        if self.mode.value != "static":
+            await self.refuse("mode is CV: set mode to static before sw_run")
+        if self.cell_on.value != "on":
+            await self.refuse("the cell is off (cell_on = off)")
+        if self._busy:
+            await self.refuse("a ramp or CV scan is in progress (put abort first)")
+        low, high = float(sw.low.value), float(sw.high.value)
+        for what, v in (("switching low", low), ("switching high", high)):
+            await self.check_safe(v, what=what)
+        if low == high:
+            await self.refuse("switching low and high are equal: nothing to switch")
+        period, cycles = float(sw.period.value), int(sw.cycles.value)
+        async with self._busy_flag():
+            await sw.running.write(1)
+            await sw.progress.write(0.0)
+            await sw.elapsed.write(0.0)
+            try:
+                if not await self._ramp(low, float(self.slew_rate.value)):
+                    await self.status.write(f"switching aborted at {self.backend.bias_v:+.4f} V")
+                    return
+                try:
+                    duration = start(low, high, period, cycles)
+                except BACKEND_FAULTS as exc:
+                    await self.fault("switching", exc)
+                await sw.duration.write(duration)
+                await self.status.write(f"switching {low:+.3f} <-> {high:+.3f} V, {cycles} cycles")
+                t0 = time.monotonic()
+                while (elapsed := time.monotonic() - t0) < duration:
+                    if self._abort_requested:
+                        self.backend.stop_switching()
+                        await self.status.write("switching aborted")
+                        return
+                    await sw.elapsed.write(elapsed)
+                    await sw.progress.write(elapsed / duration)
+                    await asyncio.sleep(min(PROGRESS_PERIOD_S, duration - elapsed))
+                self.backend.stop_switching()
+                await self._apply(low, 0.0)
+                await sw.elapsed.write(duration)
+                await sw.progress.write(1.0)
+                await self.bias.write(low, verify_value=False)
+                await self.status.write(f"switching done: {cycles} cycle(s), holding {low:+.4f} V")
+            finally:
+                await sw.running.write(0)
 
     # -- the ramp engine ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 #: Seconds the IOC process may take to come up (imports, numba kernels from the cache).
@@ -80,6 +81,8 @@ class SimulatedInstrumentProcess:
         PV prefix; default a unique ``qd<hex>:`` so that runs never see each other's PVs.
     port
         CA server port; default a free loopback port pair.
+    options
+        Further ``qd-bluesky sim`` options (e.g. ``["--card-blind", "--rise-time", "1e-5"]``).
     """
 
     def __init__(
@@ -92,7 +95,9 @@ class SimulatedInstrumentProcess:
         port: int | None = None,
         field: int | None = None,
         area_um: float | None = None,
+        options: Sequence[str] = (),
     ) -> None:
+        self.options = list(options)
         self.prefix = prefix or f"qd{uuid.uuid4().hex[:10]}:"
         self.port = port or free_port_pair()
         self.data_dir = Path(data_dir)
@@ -130,7 +135,7 @@ class SimulatedInstrumentProcess:
             cmd += ["--field", str(self.field)]
             if self.area_um is not None:
                 cmd += ["--area", repr(float(self.area_um))]
-        return cmd
+        return cmd + list(self.options)
 
     def start(self, timeout: float = STARTUP_TIMEOUT_S) -> SimulatedInstrumentProcess:
         """Start the process, wait until it serves, and point this process's client at it."""

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 HARDWARE_RANGE_V = (-5.0, 5.0)
 #: Full scales of the simulated potentiostat's current ranges (A): decades, 1 nA .. 1 mA.
 CURRENT_RANGES_A = tuple(10.0**k for k in range(-9, -2))
+#: Trigger edges closer than this to the previous one are one edge (a CV vertex is the end
+#: of one ramp and the start of the next, a few microseconds apart on the IOC's clock).
+TRIGGER_HOLDOFF_S = 1e-3
 #: Laser state at start-up: on, so the count rates are those of the parked dot.
 DEFAULT_LASER = {"emission": True, "power_w": 30e-9, "rep_rate_hz": 2.5e6}
 
@@ -44,6 +47,13 @@ class SimulatedSample:
     field, area_um
         The survey field of ``field`` sites in a square of side ``area_um`` instead of the
         preset's field (:class:`qd_bluesky.sim.Sample`).
+    rise_time_s
+        The cell's 10-90 % response to a bias step (default 2 us, the paper's).
+    trigger_channel
+        The TCSPC marker input (1-4) the potentiostat's trigger output is wired to.
+    card_sees_bias
+        False: the TCSPC card is not told the bias (a real card): its file has no
+        ``/user/bias``, only the trigger's marker records in ``/user/markers``.
     """
 
     def __init__(
@@ -54,8 +64,14 @@ class SimulatedSample:
         clock: Callable[[], float] = time.monotonic,
         field: int | None = None,
         area_um: float | None = None,
+        rise_time_s: float = 2e-6,
+        trigger_channel: int = 1,
+        card_sees_bias: bool = True,
     ) -> None:
         from qd_bluesky.sim import Sample, warm_up  # the IOCs are the only place that knows it
+
+        if int(trigger_channel) not in (1, 2, 3, 4):
+            raise ValueError(f"trigger_channel must be a marker input 1-4, got {trigger_channel}")
 
         warm_up()  # compile the kernels now, not inside the IOC's event loop
         extra = {}
@@ -64,7 +80,15 @@ class SimulatedSample:
 
             side = default_area_um(field) if area_um is None else area_um
             extra = {"field": field, "field_size_um": 0.5 * side}
-        self.sample = Sample(preset=preset, seed=seed, **extra)
+        self.sample = Sample(preset=preset, seed=seed, rise_time_s=rise_time_s, **extra)
+        self.trigger_channel = int(trigger_channel)
+        self.card_sees_bias = bool(card_sees_bias)
+        #: Times of the potentiostat's trigger edges while acquiring (steps, CV corners).
+        self.triggers: list[float] = []
+        self._slope = 0.0  # of the last applied bias, for the trigger at each corner
+        self._last_trigger = -1.0
+        self._switching = None  # the SwitchingWaveform being played, for its edges
+        self._edges_from = 0.0  # switching edges before this time were handed out
         self.preset = preset
         self.seed = seed
         self._clock = clock
@@ -80,8 +104,8 @@ class SimulatedSample:
         self.acquiring = False
         #: (t_s, bias_v, current_a) of each bias change while acquiring, for photon markers.
         self.bias_log: list[tuple[float, float, float]] = []
-        #: Times of the potentiostat's trigger pulses (its trigger output, when enabled).
-        self.trigger_times: list[float] = []
+        #: Whether the potentiostat's trigger output pulses (wired to the card's marker input).
+        self.trigger_enabled = True
         x_um, y_um, z_um = (float(v) for v in self.sample.home_um)
         self.position_um: tuple[float, float, float] = (x_um, y_um, z_um)
         t = self.now()
@@ -102,7 +126,16 @@ class SimulatedSample:
     def set_bias(self, bias_v: float, *, dbias_dt_v_per_s: float = 0.0) -> float:
         """Apply ``bias_v`` now; update :attr:`current_a`; return the sample time used."""
         t = self.now()
+        self._end_switching(t)
         self.sample.set_bias(float(bias_v), t)
+        slope = float(dbias_dt_v_per_s)
+        if slope != self._slope and t - self._last_trigger >= TRIGGER_HOLDOFF_S:
+            # The trigger output fires at every corner of the waveform: a step, the start
+            # and end of a ramp, a CV vertex (one edge per corner: the hold-off).
+            self._last_trigger = t
+            if self.acquiring and self.trigger_enabled:
+                self.triggers.append(t)
+        self._slope = slope
         self.bias_v = float(bias_v)
         self.current_a = float(self.sample.cell.current_a(self.bias_v, dbias_dt_v_per_s, t))
         if self.acquiring:
@@ -116,8 +149,72 @@ class SimulatedSample:
 
     def drain_bias_log(self) -> list[tuple[float, float, float]]:
         """The (time, bias, current) of every bias change since the last call."""
+        self._collect_edges(self.sample.time_s)
         log, self.bias_log = self.bias_log, []
+        log.sort(key=lambda e: e[0])
         return log
+
+    def drain_triggers(self) -> list[float]:
+        """Times of the trigger edges (corners, switching edges) up to the photons handed out."""
+        t_stop = self.sample.time_s
+        self._collect_edges(t_stop)
+        edges = sorted(self.triggers)
+        self.triggers = [t for t in edges if t >= t_stop]
+        return [t for t in edges if t < t_stop]
+
+    # -- switching (the potentiostat's square wave) ------------------------------------------
+
+    def start_switching(self, low_v: float, high_v: float, period_s: float, cycles: int) -> float:
+        """Switch between ``low_v`` and ``high_v`` from now; return the waveform's duration."""
+        t = self.now()
+        self._end_switching(t)
+        self._switching = self.sample.set_switching(low_v, high_v, period_s, cycles, t)
+        self._edges_from = t
+        self.bias_v = float(low_v)
+        self._slope = 0.0
+        return float(self._switching.end_s - t)
+
+    def stop_switching(self) -> None:
+        """End the square wave now; the bias stays where it is (then the next set_bias)."""
+        t = self.now()
+        wave = self._switching
+        self._end_switching(t)  # its edges up to now are triggers still to hand out
+        if wave is not None and t < wave.end_s:
+            self.bias_v = wave.bias_at(t)
+            self.sample.set_bias(self.bias_v, t)
+
+    def switching_bias(self) -> float | None:
+        """The bias the square wave commands now (None: no square wave)."""
+        wave = self._switching
+        t = self.now()
+        if wave is None or t >= wave.end_s:
+            return None
+        n = wave.last_edge_before(t)
+        return float(wave.target(n)) if n >= 0 else float(wave.from_v)
+
+    def _end_switching(self, t: float) -> None:
+        """Hand out the square wave's edges before ``t`` and forget the wave."""
+        if self._switching is not None:
+            self._collect_edges(t)
+            self._switching = None
+
+    def _collect_edges(self, t_stop: float | None = None) -> None:
+        """Log the square wave's edges up to ``t_stop`` (now) as triggers and bias changes."""
+        wave = self._switching
+        if wave is None:
+            return
+        t = self.now() if t_stop is None else t_stop
+        n = wave.edges_in(self._edges_from, t)
+        self._edges_from = max(self._edges_from, t)
+        if not self.acquiring or len(n) == 0:
+            return
+        times = wave.edge_time(n)
+        if self.trigger_enabled:
+            self.triggers.extend(float(x) for x in times)
+        bias = wave.target(n)
+        self.bias_log.extend(
+            (float(x), float(v), self.current_a) for x, v in zip(times, bias, strict=True)
+        )
 
     def set_laser(self, *, emission: bool, power_w: float, rep_rate_hz: float) -> None:
         """Change the excitation now (emission is forced off while the interlock is open)."""
@@ -162,7 +259,8 @@ class _CellReadings(_OnSample):
 
     @property
     def bias_v(self) -> float:
-        return self.sample.bias_v
+        commanded = self.sample.switching_bias()  # the square wave's, while it runs
+        return self.sample.bias_v if commanded is None else commanded
 
     @property
     def current_a(self) -> float:
@@ -183,9 +281,11 @@ class SimulatedPotentiostat(_CellReadings):
       physical limit of 5 V;
     - iR compensation: kept (the simulated cell has no uncompensated resistance, so it changes
       nothing);
-    - trigger output: each pulse is a time on the sample's clock, appended to
-      :attr:`SimulatedSample.trigger_times` (where the TCSPC card's marker input reads it)
-      and returned by :meth:`drain_trigger_times`.
+    - trigger output: on at start (the simulated one is wired to the card's marker input);
+      the sample itself places a pulse at every corner of the waveform (a step, a ramp's start
+      and end, a CV vertex, a switching edge), which the card records as a marker while it
+      acquires; :meth:`emit_trigger` only counts the IOC's requests for
+      :meth:`drain_trigger_times`.
     """
 
     current_ranges_a = CURRENT_RANGES_A
@@ -196,7 +296,6 @@ class SimulatedPotentiostat(_CellReadings):
         self.autorange = True
         self.ir_compensation_ohm = 0.0
         self.ir_compensation_on = False
-        self.trigger_output_enabled = False
         self._compliance_v = HARDWARE_RANGE_V[1]
         self._pulses: list[float] = []
 
@@ -233,15 +332,32 @@ class SimulatedPotentiostat(_CellReadings):
             raise BackendFault(f"{bias_v:+.3f} V is beyond the compliance +-{self._compliance_v} V")
         self.sample.set_bias(bias_v, dbias_dt_v_per_s=dbias_dt_v_per_s)
 
+    @property
+    def trigger_output_enabled(self) -> bool:
+        return self.sample.trigger_enabled
+
+    @trigger_output_enabled.setter
+    def trigger_output_enabled(self, value: bool) -> None:
+        self.sample.trigger_enabled = bool(value)
+
     def emit_trigger(self) -> None:
         if self.trigger_output_enabled:
-            t = self.sample.now()
-            self.sample.trigger_times.append(t)
-            self._pulses.append(t)
+            self._pulses.append(self.sample.now())
 
     def drain_trigger_times(self) -> list[float]:
         pulses, self._pulses = self._pulses, []
         return pulses
+
+    # The switching mode (a square wave played by the instrument itself, with a trigger edge
+    # at every step): optional for a backend, the IOC refuses it without these methods.
+
+    def start_switching(self, low_v: float, high_v: float, period_s: float, cycles: int) -> float:
+        """Start the square wave now; return its duration (s)."""
+        return self.sample.start_switching(low_v, high_v, period_s, cycles)
+
+    def stop_switching(self) -> None:
+        """End the square wave now."""
+        self.sample.stop_switching()
 
 
 class SimulatedLaser(_OnSample):
@@ -383,9 +499,29 @@ class SimulatedTcspc(_CellReadings):
     def start_acquisition(self) -> None:
         self.sample.acquiring = True
         self.sample.drain_bias_log()
+        self.sample.triggers.clear()  # edges of an earlier acquisition not handed out
 
     def stop_acquisition(self) -> None:
         self.sample.acquiring = False
 
     def drain_bias_log(self) -> list[tuple[float, float, float]]:
-        return self.sample.drain_bias_log()
+        log = self.sample.drain_bias_log()
+        return log if self.sample.card_sees_bias else []
+
+    @property
+    def sees_bias(self) -> bool:
+        """False: the card is not told the bias (no ``/user/bias``), as a real card."""
+        return self.sample.card_sees_bias
+
+    def read_markers(self, block: PhotonBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The marker records of ``block`` (the potentiostat's trigger on its input).
+
+        Returns the sync count of the period each edge falls in, the edge's delay after that
+        sync in microtime bins (photons of the period arriving earlier come before it), and
+        the marker input.
+        """
+        times = np.asarray(self.sample.drain_triggers(), dtype=np.float64)
+        sync, offset_s = self.sample.sample.sync_before(times)
+        offset = offset_s / block.microtime_unit_s
+        channel = np.full(len(times), self.sample.trigger_channel, dtype=np.uint8)
+        return sync, offset, channel

@@ -50,6 +50,9 @@ class SimulatedInstrument:
         Passed to :class:`SimulatedSample`.
     data_dir
         Where the TCSPC IOC writes photon files (default: the current directory).
+    sample_options
+        Further keywords of :class:`SimulatedSample` (``rise_time_s``, ``trigger_channel``,
+        ``card_sees_bias``).
     """
 
     def __init__(
@@ -61,9 +64,10 @@ class SimulatedInstrument:
         data_dir: str | Path | None = None,
         field: int | None = None,
         area_um: float | None = None,
+        **sample_options: Any,
     ) -> None:
         self.sample = sample = SimulatedSample(
-            preset=preset, seed=seed, field=field, area_um=area_um
+            preset=preset, seed=seed, field=field, area_um=area_um, **sample_options
         )
         self.pot = PotentiostatIOC(prefix=f"{prefix}pot:", backend=SimulatedPotentiostat(sample))
         self.laser = LaserIOC(prefix=f"{prefix}laser:", backend=SimulatedLaser(sample))

@@ -273,6 +273,10 @@ class TcspcIOC(PVGroup):
             PhotonHdf5Writer,
         )
 
+        user_columns = {OVERFLOW_GROUP: OVERFLOW_COLUMNS, CARD_MARKER_GROUP: CARD_MARKER_COLUMNS}
+        if self._sees_bias:
+            user_columns[BIAS_MARKER_GROUP] = BIAS_MARKER_COLUMNS
+
         directory = Path(self.data_dir.value or self._default_dir)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = directory / f"tcspc-{stamp}-{uuid.uuid4().hex[:8]}.h5"
@@ -306,11 +310,7 @@ class TcspcIOC(PVGroup):
                     chunk_rows=CHUNK_ROWS,
                     excitation_wavelengths_m=[WAVELENGTH_M],
                     swmr=True,
-                    user_columns={
-                        BIAS_MARKER_GROUP: BIAS_MARKER_COLUMNS,
-                        OVERFLOW_GROUP: OVERFLOW_COLUMNS,
-                        CARD_MARKER_GROUP: CARD_MARKER_COLUMNS,
-                    },
+                    user_columns=user_columns,
                 )
             except Exception as exc:  # noqa: BLE001 - any failure to open is reported the same way
                 self._writer = None
@@ -492,6 +492,7 @@ class TcspcIOC(PVGroup):
             )
             macrotime, microtime, channel = macrotime[:n_max], microtime[:n_max], channel[:n_max]
             await self.overflow.write(1)
+        extra = 0  # microtime bins merged here (T3), for the markers' order among photons
         if getattr(chunk, "t2_ticks", False):
             rows = self._writer.append(macrotime, None, channel)  # the card's own time tags
         elif self.mode.value == "T2":
@@ -506,7 +507,7 @@ class TcspcIOC(PVGroup):
             if not keep.all():
                 macrotime, microtime, channel = macrotime[keep], microtime[keep], channel[keep]
             rows = self._writer.append(macrotime, microtime, channel)
-        self._card_markers(chunk, macrotime, rows_before, sync_stop)
+        self._card_markers(chunk, sync_stop, macrotime, microtime << extra, extra, rows_before)
         if events:
             # Bias changes inside the chunk, each mapped to the first photon of the first
             # laser pulse at or after it: photons from that pulse on saw the new bias.
@@ -537,22 +538,6 @@ class TcspcIOC(PVGroup):
                 "photons read"
             )
 
-    def _card_markers(self, chunk, macrotime, rows_before: int, stop: int) -> None:
-        """The card's marker records of ``chunk`` to ``/user/markers`` (before ``stop``)."""
-        timestamp = getattr(chunk, "marker_timestamp", None)
-        if timestamp is None or not len(timestamp):
-            return
-        from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_GROUP
-
-        keep = timestamp < stop
-        timestamp = timestamp[keep]
-        self._writer.append_user(
-            CARD_MARKER_GROUP,
-            timestamp=timestamp,
-            channel=chunk.marker_channel[keep],
-            photon_index=rows_before + np.searchsorted(macrotime, timestamp, side="left"),
-        )
-
     @staticmethod
     def _sync_at(chunk, t_s):
         """Index of the first laser pulse at or after ``t_s`` (inside ``chunk``)."""
@@ -561,8 +546,58 @@ class TcspcIOC(PVGroup):
         ).astype(np.int64)
         return np.clip(sync, chunk.sync_start, chunk.sync_stop)
 
+    @property
+    def _sees_bias(self) -> bool:
+        return bool(getattr(self.backend, "sees_bias", True))
+
+    def _card_markers(self, chunk, sync_stop, macrotime, microtime, extra, rows_before) -> None:
+        """The card's marker records of ``chunk`` into ``/user/markers`` (docs/photon-file.md).
+
+        A real card's block carries them decoded (``marker_timestamp``, ``marker_channel``, in
+        the file's timestamp units). A simulated card's backend has ``read_markers(chunk)``:
+        per record the sync count of its period, its delay after that sync in finest microtime
+        bins, and the input. ``microtime``: the photons' as written, in finest bins; ``extra``:
+        the bits merged into the written bins.
+        """
+        from qd_bluesky.analysis._photon_hdf5 import CARD_MARKER_GROUP
+
+        timestamp = getattr(chunk, "marker_timestamp", None)
+        if timestamp is not None:
+            keep = timestamp < sync_stop
+            if keep.any():
+                self._writer.append_user(
+                    CARD_MARKER_GROUP,
+                    timestamp=timestamp[keep],
+                    channel=chunk.marker_channel[keep],
+                    photon_index=rows_before
+                    + np.searchsorted(macrotime, timestamp[keep], side="left"),
+                )
+            return
+        read_markers = getattr(self.backend, "read_markers", None)
+        if read_markers is None:
+            return
+        sync, offset, marker_channel = read_markers(chunk)
+        keep = sync < sync_stop  # a timed acquisition ends at sync_stop
+        sync, offset, marker_channel = sync[keep], offset[keep], marker_channel[keep]
+        if len(sync) == 0:
+            return
+        # Photons of the marker's period that arrived before the edge are written before it.
+        period_bins = round(1.0 / (chunk.rep_rate_hz * chunk.microtime_unit_s))
+        photon_key = macrotime * period_bins + microtime
+        marker_key = sync * period_bins + ((np.floor(offset).astype(np.int64) >> extra) << extra)
+        index = np.searchsorted(photon_key, marker_key, side="right")
+        timestamp = sync if self.mode.value == "T3" else marker_key
+        self._writer.append_user(
+            CARD_MARKER_GROUP,
+            timestamp=timestamp,
+            channel=marker_channel,
+            photon_index=rows_before + np.minimum(index, len(macrotime)),
+        )
+
     def _mark(self, photon_index, sync, t_s, bias_v, current_a) -> None:
         """Append bias markers: photon ``photon_index`` onwards saw ``bias_v`` (from ``t_s``)."""
+        if not self._sees_bias:
+            return
         # Imported here like the writer: the IOC package loads without the analysis stack.
         from qd_bluesky.analysis._photon_hdf5 import BIAS_MARKER_GROUP
 

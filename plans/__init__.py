@@ -43,6 +43,7 @@ from ._survey import (
     find_spots,
     survey,
 )
+from ._switching import bias_switching
 from ._validate import MAX_RASTER_POINTS
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "adaptive_bias_map",
     "bias_cycling",
     "bias_steps",
+    "bias_switching",
     "collect_until_done",
     "cv_scan",
     "find_dot",

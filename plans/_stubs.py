@@ -285,14 +285,22 @@ def stop_cv(
     timeout : float
         Seconds to wait for the scan to end.
     """
+    return stop_operation(potentiostat, potentiostat.cv.progress, status, timeout=timeout)
+
+
+def stop_operation(
+    potentiostat: Movable, progress: Any, status: Status | None, *, timeout: float = 10.0
+) -> MsgGenerator[None]:
+    """:func:`stop_cv` for any operation the IOC runs (a CV, a square wave): abort, then
+    poll its ``progress`` until it is over; absorb the failure of its own ``status``."""
     try:
         yield from bps.stop(potentiostat)
         if status is None:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            progress = yield from bps.rd(potentiostat.cv.progress, default_value=1.0)
-            if progress >= 1.0:
+            done = yield from bps.rd(progress, default_value=1.0)
+            if done >= 1.0:
                 return
             yield from bps.sleep(STOP_POLL_S)
     except FailedStatus as exc:

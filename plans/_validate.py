@@ -144,10 +144,12 @@ def photon_card(tcspc: Any, plan: str) -> None:
         )
 
 
-def potentiostat(pot: Any, plan: str, *, cv: bool = False) -> None:
-    """``pot`` looks like a :class:`~qd_bluesky.devices.Potentiostat` (and has ``cv`` if asked)."""
+def potentiostat(pot: Any, plan: str, *, cv: bool = False, switching: bool = False) -> None:
+    """``pot`` looks like a :class:`~qd_bluesky.devices.Potentiostat` (and has ``cv`` or
+    ``switching`` if asked)."""
     needed = ("set", "check_value", "window", "bias_low_limit", "bias_high_limit", "readback")
     needed += ("cv", "current") if cv else ()
+    needed += ("switching", "current") if switching else ()
     missing = [attr for attr in needed if not hasattr(pot, attr)]
     if missing:
         raise ValueError(

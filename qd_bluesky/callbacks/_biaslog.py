@@ -8,6 +8,7 @@ name later rows, so a lookup of announced rows gives the same answer live and on
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import h5py
 import numpy as np
@@ -21,13 +22,48 @@ from qd_bluesky.analysis._photon_hdf5 import (
 )
 
 
+def open_user_group(
+    path: str | os.PathLike[str], group_path: str, names: Sequence[str], what: str
+) -> tuple[SharedPhotonFile, dict[str, h5py.Dataset]] | None:
+    """The process's open of the file and the (shared) datasets ``names`` of ``group_path``,
+    or None when one is missing; the caller releases the file.
+
+    Raises
+    ------
+    PhotonFileError
+        The file cannot be opened as HDF5, plainly or as a SWMR reader.
+    """
+    shared = open_shared(path, what)
+    datasets = {name: shared.dataset(f"{group_path}/{name}") for name in names}
+    present = {name: ds for name, ds in datasets.items() if ds is not None}
+    if len(present) < len(datasets):
+        shared.release()
+        return None
+    return shared, present
+
+
+def read_appended(
+    datasets: dict[str, h5py.Dataset], swmr: bool, start: int
+) -> tuple[int, dict[str, NDArray]]:
+    """Rows from ``start`` on that every dataset holds now: (new end, columns; {} if none)."""
+    if swmr:
+        for ds in datasets.values():
+            ds.refresh()
+    n = min(ds.shape[0] for ds in datasets.values())
+    if n <= start:
+        return start, {}
+    return n, {name: ds[start:n] for name, ds in datasets.items()}
+
+
 class BiasLog:
     """Incremental reader of the ``/user/bias`` markers of a (growing) photon file.
 
     Use :meth:`open`, which returns None for a file without markers.
     """
 
-    def __init__(self, shared: SharedPhotonFile, datasets: dict[str, h5py.Dataset], path: str):
+    def __init__(
+        self, shared: SharedPhotonFile, path: str, datasets: dict[str, h5py.Dataset]
+    ) -> None:
         self._shared: SharedPhotonFile | None = shared
         self._swmr = shared.swmr
         self._path = path
@@ -45,28 +81,19 @@ class BiasLog:
         PhotonFileError
             The file cannot be opened as HDF5, plainly or as a SWMR reader.
         """
-        shared = open_shared(path, "cannot open the bias markers")
-        datasets = {
-            name: shared.dataset(f"{BIAS_MARKER_PATH}/{name}") for name in BIAS_MARKER_REQUIRED
-        }
-        present = {name: ds for name, ds in datasets.items() if ds is not None}
-        if len(present) < len(datasets):
-            shared.release()
-            return None
-        return cls(shared, present, os.fspath(path))
+        opened = open_user_group(
+            path, BIAS_MARKER_PATH, BIAS_MARKER_REQUIRED, "cannot open the bias markers"
+        )
+        return None if opened is None else cls(opened[0], os.fspath(path), opened[1])
 
     def refresh(self) -> None:
         """Read the markers appended since the last call."""
-        if self._swmr:
-            for ds in self._ds.values():
-                ds.refresh()
-        n = min(ds.shape[0] for ds in self._ds.values())
-        if n > self._read:
-            rows = self._ds["photon_index"][self._read : n].astype(np.int64)
-            bias = self._ds["bias_v"][self._read : n].astype(np.float64)
+        self._read, new = read_appended(self._ds, self._swmr, self._read)
+        if new:
+            rows = new["photon_index"].astype(np.int64)
+            bias = new["bias_v"].astype(np.float64)
             self.photon_index = np.concatenate((self.photon_index, rows))
             self.bias_v = np.concatenate((self.bias_v, bias))
-            self._read = n
 
     def bias_at(self, rows: NDArray) -> NDArray[np.float64]:
         """Bias seen by each photon row (NaN before the first marker)."""

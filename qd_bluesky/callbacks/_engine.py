@@ -55,6 +55,7 @@ from ._biaslog import BiasLog
 from ._bins import ColumnTable, WindowedBins
 from ._levels import CONFIDENCE as LEVELS_CONFIDENCE
 from ._levels import LevelTracker
+from ._markerbias import CardMarkers, MarkerBias, SwitchingAnalysis, cv_corners
 from ._segments import SegmentAccumulator, SegmentResult, SegmentTable
 from ._streams import (
     BiasDependenceRow,
@@ -182,6 +183,11 @@ class RunAnalysis:
         The per-segment decays and g2 and the levels run in a background thread (else inline,
         in the same order, with the same results), ``nice`` steps below the caller's
         priority; ``wake()`` is called when it has rows to hand out or has run dry.
+    markers
+        What the potentiostat was told, for the card's marker records (``/user/markers``):
+        ``{"channel": 1, "cv": {"start", "vertex", "end", "rate", "cycles"}}`` (each
+        segment's CV, used when the file has no ``/user/bias``) and/or ``"switching":
+        {"period_s", "bin_s"}`` (the ``switching`` streams). None: markers unused.
     """
 
     def __init__(
@@ -192,8 +198,11 @@ class RunAnalysis:
         threaded: bool = True,
         nice: int = 0,
         wake: Callable[[], None] | None = None,
+        markers: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self._marker_program = dict(markers or {})
+        self._switching: SwitchingAnalysis | None = None
         self.continuous = continuous
         self._threaded = threaded
         self._nice = nice
@@ -207,7 +216,7 @@ class RunAnalysis:
         self._held_in = 0
         self._held_out = 0
         self._background_reader: PhotonHdf5Reader | None = None
-        self._levels_bias_log: BiasLog | None = None
+        self._levels_bias_log: BiasLog | MarkerBias | None = None
         self.segments = SegmentTable()
         self.path: str | None = None
         #: Rows that the documents say exist, and rows read and analysed.
@@ -215,7 +224,7 @@ class RunAnalysis:
         self.rows_done = 0
         self.notes: list[str] = []
         self._reader: PhotonHdf5Reader | None = None
-        self._bias_log: BiasLog | None = None
+        self._bias_log: BiasLog | MarkerBias | None = None
         self.units: StreamUnits | None = None
         self.t0_ticks: int | None = None
         self.photons = 0
@@ -232,6 +241,7 @@ class RunAnalysis:
         self.segment_summaries: list[dict[str, float]] = []
         # Row of the photon at each FLID bin's centre, for bins from `_centre_base` on.
         self._centre_rows = np.zeros(0, dtype=np.int64)
+        self._centre_ticks = np.zeros(0, dtype=np.int64)  # their timestamps (marker bias)
         self._centre_base = 0
         # Every FLID bin reported so far, as compact columns (for the at-stop streams).
         self._flid_columns = ColumnTable()
@@ -309,9 +319,37 @@ class RunAnalysis:
         )
         self._bias_log = BiasLog.open(self.path)
         self._levels_bias_log = BiasLog.open(self.path)
+        self._open_markers()
         self._background = Background(
             threaded=self._threaded, wake=self._wake_if_ready, nice=self._nice
         )
+
+    def _open_markers(self) -> None:
+        """The card's marker records: each photon's bias without ``/user/bias``, switching."""
+        program = self._marker_program
+        channel = int(program.get("channel", 1))
+        cv, switching = program.get("cv"), program.get("switching")
+        unit = self.units.macrotime_unit_s
+        if cv is not None and self._bias_log is None:
+            corners = cv_corners(cv["start"], cv["vertex"], cv["end"], cv["cycles"])
+            logs = [CardMarkers.open(self.path, channel) for _ in range(2)]
+            if logs[0] is not None and logs[1] is not None:
+                self._bias_log, self._levels_bias_log = (
+                    MarkerBias(log, lambda: self.segments.starts, corners, cv["rate"], unit)
+                    for log in logs
+                )
+            else:
+                for log in logs:
+                    if log is not None:
+                        log.close()
+        if switching is not None:
+            markers = CardMarkers.open(self.path, channel)
+            if markers is None:
+                self._note("no marker records (/user/markers) in the file: no switching streams")
+            else:
+                self._switching = SwitchingAnalysis(
+                    markers, switching["period_s"], switching.get("bin_s", 0.0), unit
+                )
 
     def _start_bins(self, first_ticks: int) -> None:
         """Align the trace and FLID bins to the first photon, in windows of ``window_s``."""
@@ -440,6 +478,8 @@ class RunAnalysis:
                 self._trace.add(m, table.microtime, table.channel)
                 self._flid.add(m, table.microtime, table.channel)
                 self._note_centres(m, a)
+                if self._switching is not None:
+                    self._switching.add(a, m, table.microtime)
                 if a < n_cal and self.units.pulsed:
                     if self._calibrating is None:
                         self._calibrating = SegmentAccumulator(
@@ -479,8 +519,9 @@ class RunAnalysis:
             return
         bins = np.arange(known, last + 1)
         centres = f.t0_ticks + (bins + 0.5) * f.ticks_per_bin
-        rows = first_row + np.searchsorted(m, centres, side="left")
-        self._centre_rows = np.concatenate((self._centre_rows, rows))
+        index = np.minimum(np.searchsorted(m, centres, side="left"), len(m) - 1)
+        self._centre_rows = np.concatenate((self._centre_rows, first_row + index))
+        self._centre_ticks = np.concatenate((self._centre_ticks, m[index]))
 
     # -- calibration ----------------------------------------------------------------------------
 
@@ -564,7 +605,14 @@ class RunAnalysis:
         have = self._centre_rows[first - self._centre_base : upto - self._centre_base]
         rows[: len(have)] = have
         segment = self.segments.segment_of(rows)
-        if self._bias_log is not None:
+        if isinstance(self._bias_log, MarkerBias):
+            ticks = np.full(len(rows), self._last_ticks, dtype=np.int64)
+            ticks[: len(have)] = self._centre_ticks[
+                first - self._centre_base : upto - self._centre_base
+            ]
+            self._bias_log.refresh()
+            bias = self._bias_log.bias_at(rows, ticks)
+        elif self._bias_log is not None:
             self._bias_log.refresh()
             bias = self._bias_log.bias_at(rows)
             self._bias_log.forget_before(int(rows[-1]))  # (the levels have their own log)
@@ -573,6 +621,7 @@ class RunAnalysis:
         # Forget the centre rows of the bins reported.
         drop = upto - self._centre_base
         self._centre_rows = self._centre_rows[drop:] if drop > 0 else self._centre_rows
+        self._centre_ticks = self._centre_ticks[drop:] if drop > 0 else self._centre_ticks
         self._centre_base = max(self._centre_base, upto)
         columns = {
             "time_s": np.arange(first, upto) * bin_s,
@@ -612,8 +661,12 @@ class RunAnalysis:
             self._levels_bias_log.forget_before(self._levels.row0)
         self._outbox.extend(new.items())
 
-    def _level_bias(self, rows: NDArray) -> NDArray:
-        """Bias of photon rows already read: from the file's markers, else the segment's."""
+    def _level_bias(self, rows: NDArray, ticks: NDArray) -> NDArray:
+        """Bias of photon rows already read (timestamps ``ticks``): from the file's markers,
+        else the segment's."""
+        if isinstance(self._levels_bias_log, MarkerBias):
+            self._levels_bias_log.refresh()
+            return self._levels_bias_log.bias_at(rows, ticks)
         if self._levels_bias_log is not None:
             self._levels_bias_log.refresh()
             return self._levels_bias_log.bias_at(rows)
@@ -727,6 +780,14 @@ class RunAnalysis:
         if pulsed and self.continuous:
             out["tomography"] = self._tomography(flid, ok, model)  # paged, see ColumnRows
             out["reversibility"].extend(self._reversibility(flid))
+        if self._switching is not None:
+            cal = self.calibration
+            table, response = self._switching.rows(
+                self.units.microtime_unit_s if pulsed else None,
+                cal.decay_start_s if cal is not None else math.nan,
+            )
+            out["switching"].extend(table)
+            out["switching_response"].extend(response)
 
     def _reversibility(self, flid: dict[str, NDArray]) -> list[ReversibilityRow]:
         """Intensity and lifetime at the start of every cycle: does the dot come back to X0?
@@ -897,7 +958,13 @@ class RunAnalysis:
         """Stop the background and release the photon file."""
         if self._background is not None:
             self._background.close()
-        handles = (self._reader, self._bias_log, self._levels_bias_log, self._background_reader)
+        handles = (
+            self._reader,
+            self._bias_log,
+            self._levels_bias_log,
+            self._background_reader,
+            self._switching,
+        )
         for handle in handles:
             if handle is not None:
                 try:
@@ -905,6 +972,7 @@ class RunAnalysis:
                 except Exception:  # noqa: BLE001 - closing must not hide the real outcome
                     logger.debug("closing %s failed", self.path, exc_info=True)
         self._reader = self._bias_log = self._levels_bias_log = self._background_reader = None
+        self._switching = None
 
 
 def _columns(table: PhotonTable) -> tuple[NDArray, NDArray, NDArray]:

@@ -107,7 +107,7 @@ class LevelTracker:
         self._seg_photons: list[int] = []
         # What the current report() call works with.
         self._segments = SegmentTable()
-        self._bias_at: Callable[[NDArray], NDArray] = np.asarray
+        self._bias_at: Callable[[NDArray, NDArray], NDArray] = lambda rows, ticks: rows
         self._out: dict[str, list] = {}
 
     @property
@@ -135,7 +135,7 @@ class LevelTracker:
     def report(
         self,
         segments: SegmentTable,
-        bias_at: Callable[[NDArray], NDArray],
+        bias_at: Callable[[NDArray, NDArray], NDArray],
         out: dict[str, list],
         *,
         final: bool,
@@ -257,7 +257,7 @@ class LevelTracker:
             self._close_segment()
             self._segment = segment
             self._bias_v = float(segments.bias_of(np.array([segment]))[0])
-        bias = self._bias_at(rows)
+        bias = self._bias_at(rows, ticks[(lo + 1 + hi) // 2])
         for i in range(len(photons)):
             out["levels"].append(
                 LevelRow(

@@ -152,6 +152,7 @@ class _Run(DocumentRouter):
                 continuous=self.contract["segments"] == "continuous",
                 nice=nice,
                 wake=wake,
+                markers=_marker_program(start, self.contract),
             )
         except AnalysisError as exc:
             self.fail(str(exc))
@@ -298,6 +299,29 @@ def _parse_contract(qd: Any) -> dict[str, Any]:
     if segments not in ("steps", "continuous"):
         raise AnalysisError(f"qd.segments must be 'steps' or 'continuous', got {segments!r}")
     return {**qd, "segments": segments, "bias_key": qd.get("bias_key") or None}
+
+
+def _marker_program(start: Mapping[str, Any], qd: Mapping[str, Any]) -> dict[str, Any]:
+    """What the potentiostat was told, for the card's marker records (its log: the plan's
+    arguments): each segment's CV, the switching square wave, the trigger's marker input."""
+    program: dict[str, Any] = {"channel": int(qd.get("trigger_channel", 1))}
+    args = start.get("plan_args") or {}
+    plan = start.get("plan_name")
+    if plan in ("cv_scan", "bias_cycling") and isinstance(args, Mapping):
+        try:
+            cv = {name: float(args[name]) for name in ("start", "vertex", "end", "rate")}
+            cv["cycles"] = 1 if plan == "bias_cycling" else int(args["cycles"])
+        except (KeyError, TypeError, ValueError):
+            return program  # not the plans' own arguments: no CV from the markers
+        program["cv"] = cv
+    switching = qd.get("switching")
+    if isinstance(switching, Mapping):
+        program["switching"] = {
+            "period_s": float(switching["period_s"]),
+            "bin_s": float(switching.get("bin_s", 0.0)),
+        }
+        program["channel"] = int(switching.get("trigger_channel", program["channel"]))
+    return program
 
 
 class LiveAnalyzer:

@@ -194,6 +194,40 @@ class BlinkingRow(TypedDict):
     off_dwells: int
 
 
+class SwitchingRow(TypedDict):
+    """One time bin after the steps of a bias square wave (``bias_switching``), per edge.
+
+    ``edge``: ``rising`` (the steps to the high bias) or ``falling`` (to the low bias);
+    ``time_us`` the bin's start after the step (the card's marker); ``steps`` how many steps
+    reached the bin; the intensity is the photons over ``steps`` x the bin width. The lifetime
+    is the mean delay after the decay start (NaN in T2), its rate the inverse.
+    """
+
+    edge: str
+    time_us: float
+    steps: int
+    photons: int
+    intensity_cps: float
+    lifetime_ns: float
+    lifetime_stderr_ns: float
+    decay_rate_per_ns: float
+
+
+class SwitchingResponseRow(TypedDict):
+    """The fitted response to the steps of one edge: intensity against the time since the step,
+    ``before + (after - before) (1 - exp(-(t - delay)/tau))``; ``rise_time_us`` = tau ln 9."""
+
+    edge: str
+    steps: int
+    rise_time_us: float
+    rise_time_stderr_us: float
+    tau_us: float
+    delay_us: float
+    intensity_before_cps: float
+    intensity_after_cps: float
+    problem: str
+
+
 #: Row type of each stream, in the order the streams of one step are emitted.
 ROW_TYPES: dict[str, type] = {
     "trace": TraceRow,
@@ -207,6 +241,8 @@ ROW_TYPES: dict[str, type] = {
     "reversibility": ReversibilityRow,
     "levels": LevelRow,
     "blinking": BlinkingRow,
+    "switching": SwitchingRow,
+    "switching_response": SwitchingResponseRow,
 }
 
 #: The derived run's streams, in the order in which the streams of one step are emitted.
@@ -226,4 +262,6 @@ REPLAY_COMPARED: dict[str, tuple[str, ...]] = {
     "reversibility": ("segment", "bins", "intensity_cps", "lifetime_ns"),
     "levels": STREAM_FIELDS["levels"],
     "blinking": ("segment", "levels", "groups", "dim_fraction", "switching_rate_hz"),
+    "switching": ("time_us", "steps", "photons", "lifetime_ns"),
+    "switching_response": ("steps", "rise_time_us"),
 }

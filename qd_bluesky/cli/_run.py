@@ -25,6 +25,7 @@ PLANS = {
     "find-dot": "find_dot",
     "find-dots": "find_dots",
     "bias-cycling": "bias_cycling",
+    "bias-switching": "bias_switching",
 }
 #: Plan parameter -> attribute of the Instrument that fills it.
 DEVICE_PARAMETERS = {"tcspc": "tcspc", "potentiostat": "pot", "stage": "stage"}

@@ -40,7 +40,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--list-pvs", action="store_true", help="print the PV names at start-up (as caproto's)"
     )
+    add_trigger_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_trigger_options(parser: argparse.ArgumentParser) -> None:
+    """The cell's response and the potentiostat's trigger wiring (docs/hardware.md)."""
+    parser.add_argument(
+        "--rise-time",
+        type=float,
+        default=2e-6,
+        metavar="S",
+        help="10-90 %% rise time of the bias at the dot after a step (s; 2e-6, the paper's)",
+    )
+    parser.add_argument(
+        "--trigger-channel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="TCSPC marker input (1-4) the potentiostat's trigger output is wired to (1)",
+    )
+    parser.add_argument(
+        "--card-blind",
+        action="store_true",
+        help="the TCSPC card does not see the bias, as a real card: no /user/bias in its files, "
+        "only the trigger's marker records",
+    )
 
 
 def add_field_options(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         data_dir=data_dir,
         field=args.field,
         area_um=area,
+        rise_time_s=args.rise_time,
+        trigger_channel=args.trigger_channel,
+        card_sees_bias=not args.card_blind,
     )
     port = os.environ.get("EPICS_CA_SERVER_PORT", "5064")
 

@@ -47,6 +47,7 @@ from ._stream import (
     SingleDot,
     concatenate_chunks,
 )
+from ._switching import SwitchingWaveform
 from ._warmup import warm_up
 from ._waveform import CvWaveform
 
@@ -81,6 +82,7 @@ __all__ = [
     "SingleDot",
     "StateTable",
     "SteadyState",
+    "SwitchingWaveform",
     "concatenate_chunks",
     "emission_probabilities",
     "rate_matrix",

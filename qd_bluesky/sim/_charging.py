@@ -308,3 +308,66 @@ def run_gated_chain(
         k += 1
         t_jump = next_jump_time(rng, exit_rate[state], t_now)
     return k, state, t_jump
+
+
+@numba.njit(cache=True)
+def run_chain_schedule(
+    rng: NDArray[np.uint64],
+    blink_rng: NDArray[np.uint64],
+    q_levels: NDArray[np.float64],
+    gated: bool,
+    law: NDArray[np.float64],
+    gate: NDArray[np.float64],
+    scale_on: NDArray[np.float64],
+    scale_off: NDArray[np.float64],
+    seg_t: NDArray[np.float64],
+    seg_level: NDArray[np.int64],
+    t_stop_s: float,
+    state: int,
+    next_jump_s: float,
+    out_t: NDArray[np.float64],
+    out_state: NDArray[np.int64],
+) -> tuple[int, int, float]:
+    """:func:`run_chain` (or :func:`run_gated_chain`) through steps of different rates.
+
+    Step ``i`` runs from ``seg_t[i]`` to ``seg_t[i + 1]`` (the last to ``t_stop_s``) under
+    ``q_levels[seg_level[i]]`` (and the dwell scales of that level). A pending jump survives
+    a step only when its level is that of the step before (memorylessness: a new rate means a
+    fresh draw), so the trajectory does not depend on where the calls cut the steps.
+    Returns as :func:`run_chain`.
+    """
+    k = 0
+    nxt = next_jump_s
+    n = len(seg_t)
+    for i in range(n):
+        a = seg_t[i]
+        b = seg_t[i + 1] if i + 1 < n else t_stop_s
+        level = seg_level[i]
+        if i > 0 and level != seg_level[i - 1]:
+            nxt = np.nan
+        if b <= a:
+            continue
+        if gated:
+            m, state, nxt = run_gated_chain(
+                rng,
+                blink_rng,
+                q_levels[level],
+                law,
+                gate,
+                scale_on[level],
+                scale_off[level],
+                state,
+                nxt,
+                a,
+                b,
+                out_t[k:],
+                out_state[k:],
+            )
+        else:
+            m, state, nxt = run_chain(
+                rng, q_levels[level], state, nxt, a, b, out_t[k:], out_state[k:]
+            )
+        if m < 0:
+            return -1, state, nxt
+        k += m
+    return k, state, nxt

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from ._dot import DotParameters
 from ._field import FieldSite, draw_field
 from ._presets import resolve_preset
-from ._stream import MAX_DOTS, Detection, LaserSettings, PhotonEngine
+from ._stream import BIAS_RISE_TIME_S, MAX_DOTS, Detection, LaserSettings, PhotonEngine
 
 #: Fraction of the dots that charge beyond X2- (the paper: "about 30 % of cases").
 CHARGING_FRACTION = 0.3
@@ -50,6 +50,9 @@ class Sample(PhotonEngine):
     field
         Make the survey field of N sites (:func:`~._field.draw_field`) instead: ``preset``
         and ``n_dots`` are then not used, the stage starts at the centre.
+    rise_time_s
+        10-90 % rise time of the bias at the dots after a step: the cell's RC-like response
+        (the paper's electronics: 2 us).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Sample(PhotonEngine):
         detection: Detection | None = None,
         laser: LaserSettings | None = None,
         field: int | None = None,
+        rise_time_s: float = BIAS_RISE_TIME_S,
     ) -> None:
         home = resolve_preset(preset)
         if not 1 <= int(n_dots) <= MAX_DOTS:
@@ -89,6 +93,7 @@ class Sample(PhotonEngine):
             detection=detection,
             laser=laser,
             focus_um=self._home,
+            rise_time_s=rise_time_s,
         )
 
     @property

@@ -32,6 +32,7 @@ from ._charging import (
     dwell_scales,
     rate_matrix,
     run_chain,
+    run_chain_schedule,
     run_gated_chain,
     stationary_distribution,
 )
@@ -58,10 +59,15 @@ from ._photons import (
     sort_keys,
 )
 from ._rng import new_stream, next_double
+from ._switching import SwitchingWaveform
 
-#: 10-90 % rise time of a bias step (the paper's electronics) and its exponential time constant.
+#: 10-90 % rise time of a bias step (the paper's electronics), the default of the cell's
+#: response (``rise_time_s``); the bias approaches its target with ``tau = rise / ln 9``.
 BIAS_RISE_TIME_S = 2e-6
-_RISE_TAU_S = BIAS_RISE_TIME_S / math.log(9.0)
+#: The rise of a switching edge is played as steps of ``tau / 4`` up to ``8 tau`` (then the
+#: target): sub-pulse resolution at 2.5 MHz for the default 2 us.
+_SWITCH_STEPS_PER_TAU = 4
+_SWITCH_TAUS = 8
 #: Bias steps smaller than this are applied at once (CV staircases); larger ones rise.
 _RISE_MIN_STEP_V = 0.005
 #: A dot is simulated while its PSF factor at the focus is at least this.
@@ -216,6 +222,11 @@ class _Clock:
         x = (np.asarray(t_s, dtype=float) - self.t0[-1]) * self.rate[-1]
         return self.sync0[-1] + np.maximum(0, np.ceil(x - 1e-6)).astype(np.int64)
 
+    def pulses_before(self, t_s: NDArray[np.float64]) -> NDArray[np.int64]:
+        """Index of the last sync at or before each time (within the current epoch)."""
+        x = (np.asarray(t_s, dtype=float) - self.t0[-1]) * self.rate[-1]
+        return self.sync0[-1] + np.maximum(0, np.floor(x + 1e-6)).astype(np.int64)
+
     def new_epoch(self, t_s: float, rep_rate_hz: float) -> None:
         sync = self.pulse_at_or_after(t_s)
         self.t0.append(t_s)
@@ -259,6 +270,8 @@ class _Dot:
         self.state = 1
         self.next_jump = math.nan
         self.pending = np.array([-1], dtype=np.int64)
+        # Bias of the last switching step played (NaN: none): its draws carry into the next.
+        self.level_v = math.nan
         self.psf = 0.0
         # PSF-weighted seconds of light so far, and whether that bleached the dot.
         self.dose = 0.0
@@ -291,9 +304,16 @@ class PhotonEngine:
         laser: LaserSettings | None = None,
         bias_v: float = 0.0,
         focus_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        rise_time_s: float = BIAS_RISE_TIME_S,
     ) -> None:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not (math.isfinite(rise_time_s) and 1e-9 <= rise_time_s <= 1e-3):
+            raise ValueError(f"rise_time_s must be in [1 ns, 1 ms], got {rise_time_s!r}")
+        #: 10-90 % rise time of the bias at the dot after a step (the cell's RC response).
+        self.rise_time_s = float(rise_time_s)
+        self._rise_tau = self.rise_time_s / math.log(9.0)
+        self._switching: SwitchingWaveform | None = None
         if len(dots) > MAX_DOTS:
             raise ValueError(f"at most {MAX_DOTS} dots, got {len(dots)}")
         self.seed = int(seed)
@@ -344,14 +364,24 @@ class PhotonEngine:
 
     def effective_bias_v(self, t_s: float) -> float:
         """Bias the cell has at ``t_s``: each step approaches its target exponentially
-        (10-90 % in :data:`BIAS_RISE_TIME_S`). Known for times up to the latest command."""
+        (10-90 % in :attr:`rise_time_s`). Known for times up to the latest command."""
+        sw = self._switching_at(t_s)
+        if sw is not None:
+            return sw.bias_at(t_s)
         t_c, v_from, v_to = self._rises[0]
         for rise in self._rises:
             if rise[0] <= t_s:
                 t_c, v_from, v_to = rise
         if t_s <= t_c:
             return v_from
-        return v_to + (v_from - v_to) * math.exp(-(t_s - t_c) / _RISE_TAU_S)
+        return v_to + (v_from - v_to) * math.exp(-(t_s - t_c) / self._rise_tau)
+
+    def sync_before(self, t_s: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray]:
+        """The laser pulse at or before each time and the time since it (s): where a TCSPC
+        card files an edge on its marker input (times up to the latest :meth:`advance`)."""
+        t = np.asarray(t_s, dtype=np.float64)
+        sync = self._clock.pulses_before(t)
+        return sync, np.maximum(t - self._clock.time_of(sync), 0.0)
 
     @property
     def microtime_unit_s(self) -> float:
@@ -386,6 +416,7 @@ class PhotonEngine:
         v = check_physical_bias(bias_v)
         t = self._when(t_s)
         v_from = self.effective_bias_v(t)
+        self._cancel_switching(t)
         self._rises = [r for r in self._rises if r[0] < t][-1:] + [(t, v_from, v)]
         self._events = [e for e in self._events if not (e.kind == "bias" and e.t_s >= t)]
         if abs(v - v_from) > _RISE_MIN_STEP_V:
@@ -393,13 +424,79 @@ class PhotonEngine:
             edges = (0.0, 1.0, 2.0, 3.0, 5.0)
             mids = (0.5, 1.5, 2.5, 4.0)
             for a, m in zip(edges[:-1], mids, strict=True):
-                self._queue(_Event(t + a * _RISE_TAU_S, "bias", v + (v_from - v) * math.exp(-m)))
-            self._queue(_Event(t + edges[-1] * _RISE_TAU_S, "bias", v))
+                self._queue(_Event(t + a * self._rise_tau, "bias", v + (v_from - v) * math.exp(-m)))
+            self._queue(_Event(t + edges[-1] * self._rise_tau, "bias", v))
         else:
             self._queue(_Event(t, "bias", v))
         self._bias_target = v
         if v < ITO_DAMAGE_BIAS_V:
             self.cell.expose(v, t)
+
+    def set_switching(
+        self, low_v: float, high_v: float, period_s: float, cycles: int, t_s: float
+    ) -> SwitchingWaveform:
+        """Switch the bias between ``low_v`` and ``high_v`` from ``t_s``: a step to ``high_v``
+        every ``period_s``, back to ``low_v`` half a period later, ``cycles`` times; then it
+        stays at ``low_v``. Each edge rises with the cell's :attr:`rise_time_s`. A later
+        :meth:`set_bias` ends the waveform. Returns the waveform (its edges are the trigger
+        times of the potentiostat).
+        """
+        low, high = check_physical_bias(low_v), check_physical_bias(high_v)
+        if not (math.isfinite(period_s) and period_s > 0):
+            raise ValueError(f"switching period must be positive, got {period_s!r}")
+        t = self._when(t_s)
+        wave = SwitchingWaveform(
+            low,
+            high,
+            float(period_s),
+            int(cycles),
+            t,
+            self.effective_bias_v(t),
+            self._rise_tau,
+            _SWITCH_STEPS_PER_TAU,
+            _SWITCH_TAUS,
+        )
+        self._cancel_switching(t)
+        self._events = [e for e in self._events if not (e.kind == "bias" and e.t_s >= t)]
+        self._queue(_Event(t, "switching", wave))
+        # The end: the last edge (to low_v) rose half a period ago, the bias holds low_v.
+        end = wave.end_s
+        self._queue(_Event(end, "switching", None))
+        self._queue(_Event(end, "bias", low))
+        self._rises = [r for r in self._rises if r[0] < t][-1:] + [(end, low, low)]
+        self._bias_target = low
+        if min(low, high) < ITO_DAMAGE_BIAS_V:
+            self.cell.expose(min(low, high), t)
+        return wave
+
+    def _switching_at(self, t_s: float) -> SwitchingWaveform | None:
+        """The switching waveform that sets the bias at ``t_s``, if any (played or queued)."""
+        waves = [e.value for e in self._events if e.kind == "switching" and e.value is not None]
+        if self._switching is not None:
+            waves.insert(0, self._switching)
+        for wave in reversed(waves):
+            if wave.t0_s <= t_s < wave.end_s:
+                return wave
+        return None
+
+    def _cancel_switching(self, t_s: float) -> None:
+        """End a switching waveform (played or queued) at ``t_s``."""
+        queued = [e for e in self._events if e.kind == "switching" and e.t_s >= t_s]
+        if not queued and self._switching is None:
+            return
+        wave = self._switching_at(t_s)
+        self._events = [
+            e
+            for e in self._events
+            if not (e.kind == "switching" and e.t_s >= t_s)
+            and not (e.kind == "bias" and e.t_s >= t_s)
+        ]
+        if wave is not None:
+            # The bias keeps the value the waveform gave it (a rise in progress is cut).
+            v = wave.bias_at(t_s)
+            self._rises = [r for r in self._rises if r[0] < t_s][-1:] + [(t_s, v, v)]
+        if self._switching is not None or wave is not None:
+            self._queue(_Event(t_s, "switching", None))
 
     def set_laser(
         self,
@@ -492,6 +589,7 @@ class PhotonEngine:
         for dot in self._dots:
             dot.next_jump = math.nan
             dot.pending[0] = -1
+            dot.level_v = math.nan
         self._bg_pending[0] = -1
         if dark:
             self._dark_pending[0] = -1
@@ -575,6 +673,12 @@ class PhotonEngine:
         if event.kind == "bias":
             self._bias = event.value
             self._invalidate()
+        elif event.kind == "switching":
+            wave = event.value
+            if wave is None and self._switching is not None:
+                self._bias = self._switching.bias_at(event.t_s)
+            self._switching = wave
+            self._invalidate()
         elif event.kind == "laser":
             new: LaserSettings = event.value
             rep_changed = new.rep_rate_hz != self._laser.rep_rate_hz
@@ -610,6 +714,9 @@ class PhotonEngine:
                 continue
             t_end, j_end = self._bleach(dot, laser, t_a, t_b, j_b)
             x = self._excitations(dot, laser, dot.psf)
+            if self._switching is not None:
+                self._play_switching(dot, x, f, t_a, t_end, j_a, j_end, bins)
+                continue
             eff = self._efficiency(dot, bias, dot.psf)
             q = self._rates(dot, bias, x)
             state_before = dot.state
@@ -659,10 +766,99 @@ class PhotonEngine:
             bins._replace(split=0.5),  # dark counts ignore the splitter
             _SRC_DARK,
         )
-        if bias < ITO_DAMAGE_BIAS_V:
+        if bias < ITO_DAMAGE_BIAS_V and self._switching is None:
             self.cell.expose(bias, t_a, t_b - t_a)
             if self.cell.damage != damage_before:
                 self._invalidate()
+
+    def _play_switching(
+        self,
+        dot: _Dot,
+        x: float,
+        f: float,
+        t_a: float,
+        t_b: float,
+        j_a: int,
+        j_b: int,
+        bins: DetectionBins,
+    ) -> None:
+        """One dot's photons for ``[t_a, t_b)`` under the switching waveform: the charge chain
+        and the emission follow the bias step by step (:meth:`SwitchingWaveform.schedule`)."""
+        seg_t, seg_v = self._switching.schedule(t_a, t_b)
+        levels, seg_level = np.unique(seg_v, return_inverse=True)
+        seg_level = seg_level.astype(np.int64)
+        n_states = len(dot.table.charge)
+        q_levels = np.stack([self._rates(dot, float(v), x) for v in levels])
+        scales = np.array(
+            [dwell_scales(dot.params, float(v), x) if dot.power_law else (1.0, 1.0) for v in levels]
+        )
+        if dot.power_law:  # X0 <-> X+ goes by the power-law gate (as in _run_chain)
+            q_levels[:, 0, :] = 0.0
+            q_levels[:, :, 0] = 0.0
+        if seg_v[0] != dot.level_v:  # new rates at t_a: the carried draws do not hold
+            dot.next_jump = math.nan
+            dot.pending[0] = -1
+        state_before = dot.state
+        exit_max = float(q_levels.sum(axis=2).max())
+        span = t_b - t_a
+        cap = int(span * exit_max * 1.3 + 10.0 * math.sqrt(span * exit_max) + 16)
+        while True:
+            saved = dot.chain_rng.copy(), dot.blink_rng.copy(), dot.gate.copy()
+            out_t = np.empty(cap)
+            out_s = np.empty(cap, dtype=np.int64)
+            n, state, nxt = run_chain_schedule(
+                dot.chain_rng,
+                dot.blink_rng,
+                q_levels,
+                dot.power_law,
+                dot.law,
+                dot.gate,
+                np.ascontiguousarray(scales[:, 0]),
+                np.ascontiguousarray(scales[:, 1]),
+                seg_t,
+                seg_level,
+                t_b,
+                dot.state,
+                dot.next_jump,
+                out_t,
+                out_s,
+            )
+            if n >= 0:
+                break
+            dot.chain_rng[:], dot.blink_rng[:], dot.gate[:] = saved
+            cap *= 2
+        dot.state, dot.next_jump = int(state), float(nxt)
+        dot.level_v = float(seg_v[-1])
+        times, states = out_t[:n], out_s[:n]
+        if n:
+            ts, qs = self._jumps.setdefault(dot.index, ([], []))
+            ts.append(times)
+            qs.append(dot.table.charge[states])
+        # Steps of constant (level, state): the level's tables, stacked level by level.
+        t_all = np.sort(np.concatenate((seg_t, times)))
+        level = seg_level[np.searchsorted(seg_t, t_all, side="right") - 1]
+        jump = np.searchsorted(times, t_all, side="right") - 1
+        with_before = np.concatenate(([state_before], states))
+        state_at = with_before[jump + 1]
+        bounds = self._clock.pulses_at_or_after(t_all)
+        bounds[0] = j_a
+        stops = np.append(bounds[1:], j_b)
+        per_level = [
+            dot.cached(("t", x, eff, f), self._dot_tables, dot, x, eff, f)
+            for eff in (self._efficiency(dot, float(v), dot.psf) for v in levels)
+        ]
+        stacked = StateTables(*(np.concatenate([t[0][i] for t in per_level]) for i in range(5)))
+        self._generate(
+            dot.photon_rng,
+            dot.pending,
+            KIND_DOT,
+            bounds,
+            stops,
+            level * n_states + state_at,
+            (stacked, max(t[1] for t in per_level)),
+            bins,
+            dot.index,
+        )
 
     def _bleach(
         self, dot: _Dot, laser: LaserSettings, t_a: float, t_b: float, j_b: int
@@ -871,6 +1067,8 @@ class SingleDot(PhotonEngine):
         Initial laser settings.
     detection
         The detection chain; defaults as in :class:`Detection`.
+    rise_time_s
+        10-90 % rise time of the bias at the dot after a step (the cell's response).
     """
 
     def __init__(
@@ -883,6 +1081,7 @@ class SingleDot(PhotonEngine):
         rep_rate_hz: float = REFERENCE_REP_RATE_HZ,
         emission: bool = True,
         detection: Detection | None = None,
+        rise_time_s: float = BIAS_RISE_TIME_S,
     ) -> None:
         from ._presets import resolve_preset
 
@@ -893,6 +1092,7 @@ class SingleDot(PhotonEngine):
             detection=detection,
             laser=LaserSettings(emission, power_w, rep_rate_hz),
             bias_v=bias_v,
+            rise_time_s=rise_time_s,
         )
 
     @property

@@ -31,6 +31,8 @@ def warm_up() -> None:
     sample.cell.current_a(-1.0, 0.2, 0.04)
     sample.set_bias(0.0, 0.04)
     sample.advance(0.05)
+    sample.set_switching(-1.0, 0.0, 100e-6, 10, 0.05)  # the switching mode's chain kernel
+    sample.advance(0.06)
     # The other blinking model's chain kernel (the presets use both).
     other = "markov" if sample.dots[0].blinking == "power-law" else "power-law"
     SingleDot(PRESETS["qd1"].with_(blinking=other), seed=0).advance(0.01)

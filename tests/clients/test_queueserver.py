@@ -19,6 +19,7 @@ from .servers import QD_BLUESKY, background, clean_env, free_port, qd_sim, redis
 USER_PLANS = {
     "bias_steps",
     "bias_cycling",
+    "bias_switching",
     "cv_scan",
     "g2_measurement",
     "raster_scan",

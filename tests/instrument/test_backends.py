@@ -170,3 +170,35 @@ def test_stage_fault_ends_the_move_with_a_record_alarm(sample) -> None:
         assert backend.position_um[0] == pytest.approx(start)
 
     asyncio.run(scenario())
+
+
+def test_trigger_edges_become_the_cards_marker_records() -> None:
+    """The potentiostat's trigger (a corner of a ramp, every switching edge) on the card's
+    marker input: each edge once, filed in the sync period it falls in, none lost when the
+    wave ends between two read-outs of the card."""
+    now = [0.0]
+    sample = SimulatedSample(seed=3, clock=lambda: now[0], card_sees_bias=False)
+    pot, card = SimulatedPotentiostat(sample), SimulatedTcspc(sample)
+    now[0] = 0.1
+    card.read_photons()
+    card.start_acquisition()
+    now[0] = 0.12
+    pot.apply_bias(-0.5, dbias_dt_v_per_s=-10.0)  # a ramp starts: an edge
+    now[0] = 0.15
+    pot.apply_bias(-1.0)  # ... and ends: an edge
+    now[0] = 0.16
+    block = card.read_photons()
+    sync, _, channel = card.read_markers(block)
+    assert sync.tolist() == [300_000, 375_000] and channel.tolist() == [1, 1]  # 2.5 MHz
+    assert card.drain_bias_log() == []  # a card blind to the bias
+    assert pot.start_switching(-1.0, 0.0, 1e-3, 10) == pytest.approx(0.01)
+    edges = []
+    for t in (0.1633, 0.1671):
+        now[0] = t
+        edges += card.read_markers(card.read_photons())[0].tolist()
+    now[0] = 0.1749
+    pot.stop_switching()  # the wave is over; its last edges are not read out yet
+    pot.apply_bias(-1.0)
+    now[0] = 0.2
+    edges += card.read_markers(card.read_photons())[0].tolist()
+    assert edges == [400_000 + 1250 * k for k in range(20)]  # 20 edges, half a period apart

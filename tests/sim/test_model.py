@@ -247,3 +247,29 @@ def test_sim_package_imports_no_epics_or_bluesky() -> None:
     )
     done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_switching_wave_is_played_the_same_in_any_chunks() -> None:
+    """A bias square wave (the potentiostat's switching mode) played step by step inside the
+    engine: the same photons whatever the advance() calls, and the bias at the dot follows
+    the cell's exponential rise after every edge."""
+    from qd_bluesky.sim import concatenate_chunks
+
+    def play(stops):
+        dot = SingleDot("qd1", seed=4, bias_v=-1.0, rise_time_s=5e-6)
+        dot.advance(0.01)
+        wave = dot.set_switching(-1.0, 0.0, 100e-6, 500, 0.01)
+        return dot, wave, concatenate_chunks([dot.advance(t) for t in stops])
+
+    _, wave, one = play([0.07])
+    dot, _, many = play(list(np.arange(0.0113, 0.07, 0.0071)) + [0.07])
+    assert len(one) > 1000
+    for field in ("macrotime", "microtime", "channel", "charge_state"):
+        assert np.array_equal(getattr(one, field), getattr(many, field)), field
+    tau = 5e-6 / np.log(9.0)
+    t_edge = 0.01 + 3 * 50e-6  # a step to low, 1.5 periods in
+    for dt in (1e-6, 3e-6, 10e-6):
+        expected = -1.0 + (0.0 + 1.0) * np.exp(-dt / tau)  # from the settled high bias
+        assert wave.bias_at(t_edge + dt) == pytest.approx(expected, abs=1e-6)
+    assert wave.end_s == pytest.approx(0.06)
+    assert dot.effective_bias_v(0.065) == -1.0  # the wave ends at the low bias

@@ -66,6 +66,15 @@ def cycling_rows(tmp_path_factory) -> dict[str, list]:
     return rows_of(engine, ((((a, 0.0, k + 1),), b) for k, (a, b) in enumerate(spans)))
 
 
+@pytest.fixture(scope="module")
+def switching_rows(tmp_path_factory) -> dict[str, list]:
+    """A short bias square wave with the card's marker records (the switching streams)."""
+    from markerrun import analyse, write_switching
+
+    run = write_switching(tmp_path_factory.mktemp("sw") / "s.h5", rise_time_s=2e-6, seconds=0.1)
+    return analyse(run, -1.8, [run.rows], markers={"switching": {"period_s": 200e-6, "bin_s": 0.0}})
+
+
 def test_stream_names_and_row_types_agree():
     assert DERIVED_STREAMS == tuple(ROW_TYPES) == tuple(STREAM_FIELDS)
     assert set(G2_PEAK_FIELDS) <= set(STREAM_FIELDS["g2"])
@@ -73,7 +82,7 @@ def test_stream_names_and_row_types_agree():
         assert stream in STREAM_FIELDS and set(fields) <= set(STREAM_FIELDS[stream])
 
 
-@pytest.mark.parametrize("run", ["steps_rows", "cycling_rows"])
+@pytest.mark.parametrize("run", ["steps_rows", "cycling_rows", "switching_rows"])
 def test_engine_rows_have_exactly_the_declared_fields(run, request):
     rows = request.getfixturevalue(run)
     assert set(rows) <= set(DERIVED_STREAMS)
@@ -83,8 +92,8 @@ def test_engine_rows_have_exactly_the_declared_fields(run, request):
             assert tuple(row) == STREAM_FIELDS[stream], stream
 
 
-def test_the_two_runs_cover_every_stream(steps_rows, cycling_rows):
-    assert set(steps_rows) | set(cycling_rows) == set(DERIVED_STREAMS)
+def test_the_runs_cover_every_stream(steps_rows, cycling_rows, switching_rows):
+    assert set(steps_rows) | set(cycling_rows) | set(switching_rows) == set(DERIVED_STREAMS)
 
 
 def test_live_descriptors_declare_exactly_the_stream_fields(tmp_path):
