@@ -63,6 +63,22 @@ def alarm_refusal(name: str, request: str, signals: Iterable[Signal]) -> BaseExc
     return None
 
 
+def checked_move(positioner: Any, position: Any, timeout: float | None) -> tuple[float, float]:
+    """The position and a finite timeout of a move, after the checks that put nothing.
+
+    :meth:`check_value` (a clear error for a bad or out-of-range position) and
+    :meth:`pre_move_checks`; ``timeout=None`` becomes a bound from :meth:`expected_move_time`.
+    A check that cannot reach the IOC fails as a lost IOC.
+    """
+    with lost_on_timeout(lambda: positioner.lost(f"the request to move to {position}")):
+        positioner.check_value(position)
+        position = float(position)
+        positioner.pre_move_checks(position)
+        if timeout is None:
+            timeout = bounded_timeout(positioner.expected_move_time(position))
+    return position, timeout
+
+
 def _same(value: Any, target: float) -> bool:
     try:
         return math.isclose(float(value), float(target), rel_tol=1e-9, abs_tol=1e-12)
@@ -198,12 +214,7 @@ class GuardedPositioner(PVPositionerPC):
         out-of-range position) and :meth:`pre_move_checks`. ``timeout=None`` means a finite
         timeout from :meth:`expected_move_time`.
         """
-        with lost_on_timeout(lambda: self.lost(f"the request to move to {position}")):
-            self.check_value(position)
-            position = float(position)
-            self.pre_move_checks(position)
-            if timeout is None:
-                timeout = bounded_timeout(self.expected_move_time(position))
+        position, timeout = checked_move(self, position, timeout)
         # What PVPositioner.move does, with the pending move registered *before* the put, so
         # that a refusal or a lost IOC can fail it however fast it comes.
         status = PositionerBase.move(self, position, timeout=timeout, moved_cb=moved_cb)

@@ -14,8 +14,9 @@ from ophyd.utils import LimitError
 from ophyd.utils.epics_pvs import AlarmSeverity, AlarmStatus
 
 from ._errors import InstrumentError, IocLostError, StoppedError
+from ._positioner import checked_move
 from ._signals import ro, rw
-from ._status import bounded_timeout, fail_on_disconnect, fail_status, lost_on_timeout
+from ._status import fail_on_disconnect, fail_status
 
 #: Where the axes of ``PiezoStage(prefix)`` are unless a lab names its own motor records.
 DEFAULT_AXES = ("x", "y", "z")
@@ -118,12 +119,7 @@ class PiezoAxis(EpicsMotor):
         Checks come first and put nothing (:meth:`check_value`, :meth:`pre_move_checks`).
         ``timeout=None`` means a finite timeout from :meth:`expected_move_time`.
         """
-        with lost_on_timeout(lambda: self.lost(f"the request to move to {position}")):
-            self.check_value(position)
-            position = float(position)
-            self.pre_move_checks(position)
-            if timeout is None:
-                timeout = bounded_timeout(self.expected_move_time(position))
+        position, timeout = checked_move(self, position, timeout)
         during = f"the move to {self._at(position)}"
         # What EpicsMotor.move does, with the move registered and watched before the put.
         self._started_moving = False
