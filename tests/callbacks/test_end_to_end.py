@@ -143,11 +143,12 @@ def test_bias_steps_derived_run(bench, steps_uid):
     # dominant lifetime lies between tau(X-) and tau(X0) (fit error ~1 ns on >10^5 photons).
     assert 42.0 < decay["lifetime_ns"].values[0] < 125.0 + 6.0
     # and between this run's own X- and X0 (the FLID clusters below), each widened by 4 of
-    # the decay fit's standard errors
+    # the decay fit's standard errors; X0's FLID lifetime may read up to 10 % low (its flat
+    # background calibration, see below: CI saw 123.3 ns against the decay's 125.2 +- 0.4).
     scaling = derived["scaling"].read()
     fit_err = decay["lifetime_stderr_ns"].values[0]
     tau_xm, tau_x0 = scaling["tau_xm_ns"].values[0], scaling["tau_x0_ns"].values[0]
-    assert tau_xm - 4 * fit_err < decay["lifetime_ns"].values[0] < tau_x0 + 4 * fit_err
+    assert tau_xm - 4 * fit_err < decay["lifetime_ns"].values[0] < tau_x0 / 0.9 + 4 * fit_err
     # X0 itself, from the FLID of the 0 V segment (the scaling stream), as the calibration
     # measures it (tests/sim/test_calibration.py): gammaA/gamma0 = 0.5 +- 0.1; I(X0) = 35 kc/s
     # +- 10 %; tau(X0) = 125 +- 6 ns, the band widened by 10 % below. Not statistics: the FLID's
