@@ -464,16 +464,22 @@ def open_session(
     # Close before the interpreter joins its threads: the embedded catalog's in-process Tiled
     # app registers its own shutdown there (threading's exit hooks run last-registered first),
     # and it hangs if the catalog is still open; ``atexit`` would run too late.
-    threading._register_atexit(_close_at_exit, session)  # type: ignore[attr-defined]  # as Tiled
+    threading._register_atexit(_close_at_exit, session, worker)  # type: ignore[attr-defined]
     return session
 
 
-def _close_at_exit(session: Session) -> None:
-    """Close the session, then Channel Access (the process ends: no device will follow)."""
+def _close_at_exit(session: Session, worker: bool) -> None:
+    """Close the session, then Channel Access (the process ends: no device will follow).
+
+    A queueserver worker leaves Channel Access to the process's end: its manager gives it 0.5 s
+    to exit once it has confirmed (bluesky-queueserver's ``_confirm_re_worker_exit``), and
+    closing every circuit takes about a second.
+    """
     from .devices import disconnect_channel_access
 
     session.close()
-    disconnect_channel_access()
+    if not worker:
+        disconnect_channel_access()
 
 
 class _OneLineUserErrors(logging.Filter):
